@@ -1,0 +1,102 @@
+# hitless.deploy: the two commands that matter are `make demo` and `make test`.
+# Everything they need is installed by the targets below (Debian packages, a pinned virtualenv,
+# the lab's rootfs), so they work on a fresh Debian 12 machine run as root.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+TMP := $(CURDIR)/.tmp
+COLLECTIONS := $(TMP)/collections
+COLLECTION_LINK := $(COLLECTIONS)/ansible_collections/hitless/deploy
+RELEASES := $(TMP)/releases
+
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
+export ANSIBLE_PIPELINING := True
+export ANSIBLE_HOST_KEY_CHECKING := False
+export ANSIBLE_NOCOLOR := 1
+export ANSIBLE_FORCE_COLOR := 0
+export HITLESS_RELEASES := $(RELEASES)
+
+LAB := $(BIN)/python tests/lab/lab.py
+LAB_NAME ?= lab
+LAB_APP_HOSTS ?= 2
+LAB_TOPOLOGY ?= lb
+APT_PACKAGES := systemd-container debootstrap haproxy iproute2 openssh-client
+
+.PHONY: help deps apt venv collection releases unit integration integration-local \
+	integration-lab molecule lint sanity docs-check build test demo lab-up lab-down clean
+
+help:
+	@echo "make demo       boot the lab and show the app serving"
+	@echo "make test       install what is needed, then unit, integration, molecule and lint"
+	@echo "make lab-up     boot the lab (LAB_APP_HOSTS=N, LAB_TOPOLOGY=lb|single)"
+	@echo "make lab-down   tear the lab down, leaving nothing behind"
+
+deps: apt venv collection releases
+
+apt: $(TMP)/apt.stamp
+$(TMP)/apt.stamp:
+	@mkdir -p $(TMP)
+	dpkg -s $(APT_PACKAGES) > /dev/null 2>&1 || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); }
+	@touch $@
+
+venv: $(VENV)/.stamp
+$(VENV)/.stamp: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+collection: $(COLLECTION_LINK)
+$(COLLECTION_LINK):
+	@mkdir -p $(dir $@)
+	ln -sfn $(CURDIR) $@
+
+releases: venv
+	$(BIN)/python tests/sample_app/build_releases.py $(RELEASES)
+
+unit: venv collection
+	$(BIN)/pytest -q tests/unit
+
+integration-local: deps
+	$(BIN)/pytest -q tests/integration/local
+
+# The lab tests boot their own lab (named itest) and tear it down in teardown, even on failure.
+integration-lab: deps
+	$(BIN)/pytest -q tests/integration/lab
+
+integration: integration-local integration-lab
+
+molecule: deps
+	cd $(CURDIR) && $(BIN)/molecule test --all
+
+lint: venv collection
+	$(BIN)/ansible-lint --profile production roles playbooks
+
+docs-check: venv collection
+	@for m in $$(ls plugins/modules/*.py | xargs -n1 basename | sed 's/\.py$$//'); do \
+	  $(BIN)/ansible-doc -t module hitless.deploy.$$m > /dev/null || exit 1; echo "ansible-doc hitless.deploy.$$m: ok"; \
+	done
+
+build: venv
+	$(BIN)/ansible-galaxy collection build --force --output-path $(TMP)/dist .
+
+test: deps
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory unit docs-check integration-local integration-lab molecule lint build; \
+	echo "make test: all stages passed in $$(( $$(date +%s) - start )) s"
+
+lab-up: deps
+	$(LAB) up --name $(LAB_NAME) --app-hosts $(LAB_APP_HOSTS) --topology $(LAB_TOPOLOGY)
+
+lab-down: venv
+	$(LAB) down --name $(LAB_NAME)
+
+demo: lab-up
+	@$(BIN)/python tests/lab/show.py --name $(LAB_NAME)
+
+clean: lab-down
+	rm -rf $(TMP)
