@@ -15,3 +15,8 @@ if not os.path.lexists(LINK):
 if COLLECTIONS not in sys.path:
     sys.path.insert(0, COLLECTIONS)
 os.environ.setdefault("ANSIBLE_COLLECTIONS_PATH", COLLECTIONS)
+
+# Shared test helpers (``from _ansible import run_module``) live in tests/integration.
+INTEGRATION = os.path.join(REPO, "tests", "integration")
+if INTEGRATION not in sys.path:
+    sys.path.insert(0, INTEGRATION)
