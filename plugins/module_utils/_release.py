@@ -1,0 +1,690 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Release directories: safe unpacking, shared links, atomic ``current`` switch, pruning.
+
+Layout under ``root``: ``releases/<name>/``, ``shared/``, and the symlinks ``current`` and
+``previous`` whose targets are relative (``releases/<name>``) so the tree can be moved.
+Pure stdlib; runs on the target (Python >= 3.9).
+"""
+
+import datetime
+import glob
+import grp
+import hashlib
+import json
+import os
+import posixpath
+import pwd
+import re
+import shutil
+import stat
+import tarfile
+import uuid
+import zipfile
+
+RECORD = ".hitless-release.json"
+PIN_DIR = "/run/systemd/system"
+PIN_FILE = "hitless-pin.conf"
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+_DIGITS = re.compile(r"(\d+)")
+
+
+class ReleaseError(Exception):
+    """A refusal; ``param`` names the module option at fault."""
+
+    def __init__(self, msg, param=None):
+        super(ReleaseError, self).__init__(msg)
+        self.msg = msg
+        self.param = param
+
+
+def natural_key(name):
+    """Sort key so that ``v9 < v10`` and ``1.2 < 1.10``; ties broken by the plain name."""
+    parts = _DIGITS.split(name)
+    # re.split with a group alternates text/digits, so each index always holds the same type.
+    return ([int(p) if i % 2 else p for i, p in enumerate(parts)], name)
+
+
+def check_name(name):
+    if not name:
+        raise ReleaseError("name must not be empty", "name")
+    if "/" in name or name in (".", "..") or name.startswith(".") or any(ord(c) < 32 for c in name):
+        raise ReleaseError(
+            "name %r is not a valid release name: it must not contain '/' or control characters, "
+            "be '.' or '..', or start with a dot" % name, "name")
+
+
+def normalize_shared(paths):
+    result = []
+    for path in paths or []:
+        if not path or posixpath.isabs(path) or "\0" in path:
+            raise ReleaseError("shared path %r must be a non-empty relative path" % path, "shared")
+        parts = [p for p in path.split("/") if p not in ("", ".")]
+        if not parts or ".." in parts:
+            raise ReleaseError("shared path %r must stay inside the release (no '..')" % path, "shared")
+        norm = "/".join(parts)
+        if norm == RECORD:
+            raise ReleaseError("shared path %r is reserved" % path, "shared")
+        result.append(norm)
+    for a in result:
+        for b in result:
+            if a != b and b.startswith(a + "/"):
+                raise ReleaseError("shared paths %r and %r overlap" % (a, b), "shared")
+    return result
+
+
+def resolve_owner(owner, group):
+    """Return ``(uid, gid)``, -1 meaning "leave as created"."""
+    uid = gid = -1
+    if owner is not None:
+        try:
+            uid = int(owner) if owner.isdigit() else pwd.getpwnam(owner).pw_uid
+        except KeyError:
+            raise ReleaseError("owner %r does not exist on the host" % owner, "owner")
+    if group is not None:
+        try:
+            gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise ReleaseError("group %r does not exist on the host" % group, "group")
+    return uid, gid
+
+
+def _random():
+    return uuid.uuid4().hex[:10]
+
+
+# --- layout ----------------------------------------------------------------------------------
+
+class Layout(object):
+    def __init__(self, root):
+        self.root = os.path.abspath(root)
+        self.releases = os.path.join(self.root, "releases")
+        self.shared = os.path.join(self.root, "shared")
+        self.current = os.path.join(self.root, "current")
+        self.previous = os.path.join(self.root, "previous")
+
+    def release(self, name):
+        return os.path.join(self.releases, name)
+
+    def has_release(self, name):
+        path = self.release(name)
+        return os.path.isdir(path) and not os.path.islink(path)
+
+    def list_releases(self):
+        if not os.path.isdir(self.releases):
+            return []
+        return sorted((n for n in os.listdir(self.releases)
+                       if not n.startswith(".") and self.has_release(n)), key=natural_key)
+
+    def link_target(self, link):
+        """Release name a ``current``/``previous`` link points to; its raw target if foreign."""
+        if not os.path.lexists(link):
+            return None
+        if not os.path.islink(link):
+            raise ReleaseError("%s exists and is not a symlink; refusing to manage it" % link, "root")
+        target = os.readlink(link)
+        absolute = os.path.normpath(os.path.join(self.root, target))
+        parent = os.path.dirname(absolute)
+        if parent == self.releases or (
+                os.path.exists(parent) and os.path.realpath(parent) == os.path.realpath(self.releases)):
+            return os.path.basename(absolute)
+        return target
+
+    def snapshot(self):
+        return {"current": self.link_target(self.current),
+                "previous": self.link_target(self.previous),
+                "releases": self.list_releases()}
+
+
+def atomic_link(link, target):
+    """Point ``link`` at ``target`` with rename(2), so readers never see it missing."""
+    tmp = os.path.join(os.path.dirname(link), ".%s.tmp-%s" % (os.path.basename(link), _random()))
+    os.symlink(target, tmp)
+    try:
+        os.rename(tmp, link)
+    except OSError:
+        os.unlink(tmp)
+        raise
+
+
+# --- pins ------------------------------------------------------------------------------------
+
+def read_working_directory(conf):
+    value = None
+    try:
+        with open(conf) as f:
+            for line in f:
+                line = line.strip()
+                if line.startswith("WorkingDirectory="):
+                    value = line.split("=", 1)[1].strip() or None
+    except (IOError, OSError):
+        return None
+    if value is None:
+        return None
+    return value.lstrip("-").replace("%%", "%")
+
+
+def pinned_releases(layout, pin_dir=PIN_DIR):
+    """Map release name -> list of drop-ins whose ``WorkingDirectory=`` lies inside it."""
+    pins = {}
+    real_releases = os.path.realpath(layout.releases)
+    pattern = os.path.join(glob.escape(pin_dir), "*.service.d", PIN_FILE)
+    for conf in sorted(glob.glob(pattern)):
+        workdir = read_working_directory(conf)
+        if not workdir or not os.path.isabs(workdir):
+            continue
+        rel = os.path.relpath(os.path.realpath(workdir), real_releases)
+        if rel == "." or rel == ".." or rel.startswith("../"):
+            continue
+        pins.setdefault(rel.split("/")[0], []).append(conf)
+    return pins
+
+
+# --- hashing ---------------------------------------------------------------------------------
+
+def sha256_file(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_tree(path):
+    """Digest of a directory's names, types, permission bits, contents and link targets."""
+    digest = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames.sort()
+        for entry in sorted(dirnames + filenames):
+            full = os.path.join(dirpath, entry)
+            rel = os.path.relpath(full, path)
+            st = os.lstat(full)
+            digest.update(("%s\0%o\0" % (rel, st.st_mode)).encode("utf-8", "surrogateescape"))
+            if stat.S_ISLNK(st.st_mode):
+                digest.update(os.readlink(full).encode("utf-8", "surrogateescape"))
+            elif stat.S_ISREG(st.st_mode):
+                digest.update(sha256_file(full).encode("ascii"))
+            digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def source_digest(src):
+    if os.path.isdir(src):
+        return "tree:" + sha256_tree(src)
+    return sha256_file(src)
+
+
+def read_record(release_dir):
+    try:
+        with open(os.path.join(release_dir, RECORD)) as f:
+            return json.load(f)
+    except (IOError, OSError, ValueError):
+        return {}
+
+
+# --- archive members -------------------------------------------------------------------------
+
+class Member(object):
+    """One archive entry, reduced to what extraction needs: path, kind, mode, link target."""
+
+    __slots__ = ("path", "kind", "mode", "linkname", "opener")
+
+    def __init__(self, path, kind, mode=0, linkname=None, opener=None):
+        self.path = path
+        self.kind = kind
+        self.mode = mode
+        self.linkname = linkname
+        self.opener = opener
+
+
+def member_path(name):
+    if "\0" in name:
+        raise ReleaseError("archive member %r has a NUL byte in its name" % name, "src")
+    if name.startswith("/"):
+        raise ReleaseError("archive member %r has an absolute path" % name, "src")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise ReleaseError("archive member %r escapes the release ('..' in its path)" % name, "src")
+    return "/".join(parts)
+
+
+def archive_format(src):
+    lower = src.lower()
+    if lower.endswith(".zip"):
+        return "zip"
+    if lower.endswith(TAR_SUFFIXES):
+        return "tar"
+    # A file pushed from the controller may have lost its suffix; look at the content.
+    if zipfile.is_zipfile(src):
+        return "zip"
+    if tarfile.is_tarfile(src):
+        return "tar"
+    raise ReleaseError("src %s is neither a tar nor a zip archive" % src, "src")
+
+
+def tar_members(tf):
+    for info in tf.getmembers():
+        path = member_path(info.name)
+        if info.isdir():
+            yield Member(path, "dir", info.mode)
+        elif info.isreg():
+            yield Member(path, "file", info.mode, opener=lambda info=info: tf.extractfile(info))
+        elif info.issym():
+            yield Member(path, "symlink", linkname=info.linkname)
+        elif info.islnk():
+            yield Member(path, "hardlink", linkname=info.linkname)
+        elif info.ischr() or info.isblk() or info.isfifo():
+            raise ReleaseError("archive member %r is a device or fifo" % info.name, "src")
+        else:
+            raise ReleaseError("archive member %r has an unsupported type" % info.name, "src")
+
+
+def zip_members(zf):
+    for info in zf.infolist():
+        path = member_path(info.filename)
+        # Only archives made on Unix carry a trustworthy st_mode in the upper attribute bits.
+        mode = (info.external_attr >> 16) if info.create_system == 3 else 0
+        kind = stat.S_IFMT(mode)
+        if info.filename.endswith("/") or kind == stat.S_IFDIR:
+            yield Member(path, "dir", (mode & 0o7777) or 0o755)
+        elif kind == stat.S_IFLNK:
+            yield Member(path, "symlink", linkname=zf.read(info).decode("utf-8", "surrogateescape"))
+        elif kind in (0, stat.S_IFREG):
+            yield Member(path, "file", (mode & 0o7777) or 0o644,
+                         opener=lambda info=info: zf.open(info))
+        else:
+            raise ReleaseError("archive member %r is a device, fifo or socket" % info.filename, "src")
+
+
+def check_symlink(path, target):
+    if not target or "\0" in target:
+        raise ReleaseError("symlink %r has an empty or invalid target" % path, "src")
+    if target.startswith("/"):
+        raise ReleaseError("symlink %r -> %r points outside the release (absolute target)"
+                           % (path, target), "src")
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+    if resolved == ".." or resolved.startswith("../"):
+        raise ReleaseError("symlink %r -> %r points outside the release" % (path, target), "src")
+
+
+def validate_members(members):
+    """Refuse anything that could write or point outside the release; return the members.
+
+    No member may be written through another symlink member, whatever the order, which keeps
+    every write below real directories we created ourselves.
+    """
+    seen = {}
+    result = []
+    for m in members:
+        if m.path == "":
+            if m.kind != "dir":
+                raise ReleaseError("an archive member replaces the release directory itself", "src")
+            continue
+        parts = m.path.split("/")
+        for i in range(1, len(parts)):
+            prefix = "/".join(parts[:i])
+            kind = seen.setdefault(prefix, "dir")
+            if kind != "dir":
+                raise ReleaseError("archive member %r would be written through %r, which is a %s"
+                                   % (m.path, prefix, kind), "src")
+        old = seen.get(m.path)
+        if old is not None and not (old == "dir" and m.kind == "dir"):
+            raise ReleaseError("archive member %r appears twice or replaces another entry" % m.path, "src")
+        if m.kind == "symlink":
+            check_symlink(m.path, m.linkname)
+        elif m.kind == "hardlink":
+            try:
+                m.linkname = member_path(m.linkname)
+            except ReleaseError:
+                raise ReleaseError("hard link %r -> %r points outside the release" % (m.path, m.linkname), "src")
+            if seen.get(m.linkname) != "file":
+                raise ReleaseError("hard link %r -> %r does not point to a regular file stored before it"
+                                   % (m.path, m.linkname), "src")
+        seen[m.path] = "file" if m.kind == "hardlink" else m.kind
+        result.append(m)
+    return result
+
+
+def _safe_mode(mode, is_dir):
+    # Like tarfile's "data" filter: no setuid/setgid/sticky, no group/other write, owner rw(x).
+    mode = mode & 0o777 & ~0o022
+    return mode | (0o700 if is_dir else 0o600)
+
+
+def write_members(members, dest):
+    dirs = []
+    for m in members:
+        target = os.path.join(dest, m.path)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if m.kind == "dir":
+            os.makedirs(target, exist_ok=True)
+            dirs.append((target, m.mode))
+        elif m.kind == "file":
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                stream = m.opener()
+                try:
+                    shutil.copyfileobj(stream, out)
+                finally:
+                    stream.close()
+            os.chmod(target, _safe_mode(m.mode, False))
+        elif m.kind == "symlink":
+            os.symlink(m.linkname, target)
+        else:
+            os.link(os.path.join(dest, m.linkname), target, follow_symlinks=False)
+    # Modes last, deepest first, so a read-only directory does not block its own members.
+    for target, mode in reversed(dirs):
+        os.chmod(target, _safe_mode(mode, True))
+
+
+def check_links_inside(top):
+    """Resolve every symlink for real: chains like ``x -> .`` plus ``y -> x/..`` look fine
+    lexically but leave the tree."""
+    real_top = os.path.realpath(top)
+    for dirpath, dirnames, filenames in os.walk(top):
+        for entry in dirnames + filenames:
+            full = os.path.join(dirpath, entry)
+            if not os.path.islink(full):
+                continue
+            real = os.path.realpath(full)
+            if real != real_top and not real.startswith(real_top + os.sep):
+                raise ReleaseError("symlink %r -> %r resolves outside the release"
+                                   % (os.path.relpath(full, top), os.readlink(full)), "src")
+
+
+def _validate_tree(src):
+    for dirpath, dirnames, filenames in os.walk(src):
+        for entry in dirnames + filenames:
+            full = os.path.join(dirpath, entry)
+            rel = os.path.relpath(full, src)
+            mode = os.lstat(full).st_mode
+            if stat.S_ISLNK(mode):
+                check_symlink(rel, os.readlink(full))
+            elif not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+                raise ReleaseError("%s in src is a device, fifo or socket" % rel, "src")
+
+
+def _read_archive(src, action):
+    fmt = archive_format(src)
+    try:
+        if fmt == "zip":
+            with zipfile.ZipFile(src) as zf:
+                return action(validate_members(zip_members(zf)))
+        with tarfile.open(src, "r:*") as tf:
+            return action(validate_members(tar_members(tf)))
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError) as e:
+        raise ReleaseError("cannot read archive %s: %s" % (src, e), "src")
+
+
+def inspect(src):
+    """The refusals of :func:`unpack` that need no writing (for check mode)."""
+    if os.path.isdir(src):
+        _validate_tree(src)
+    else:
+        _read_archive(src, lambda members: None)
+
+
+def unpack(src, dest):
+    """Fill the existing empty directory ``dest`` from an archive or a directory."""
+    if os.path.isdir(src):
+        _validate_tree(src)
+        shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True)
+    else:
+        _read_archive(src, lambda members: write_members(members, dest))
+    check_links_inside(dest)
+
+
+# --- shared paths and ownership --------------------------------------------------------------
+
+def shared_link_target(path):
+    """Relative target from ``releases/<name>/<path>`` to ``shared/<path>``."""
+    return "/".join([".."] * (path.count("/") + 2) + ["shared", path])
+
+
+def shared_links_ok(release_dir, shared):
+    for path in shared:
+        link = os.path.join(release_dir, path)
+        if not os.path.islink(link) or os.readlink(link) != shared_link_target(path):
+            return False
+    return True
+
+
+def link_shared(release_dir, layout, shared, uid=-1, gid=-1):
+    """Replace ``release/<p>`` by a link to ``shared/<p>``; a missing ``shared/<p>`` is seeded
+    from the release's own copy, or created as an empty directory."""
+    real_release = os.path.realpath(release_dir)
+    for path in shared:
+        link = os.path.join(release_dir, path)
+        want = shared_link_target(path)
+        if os.path.islink(link) and os.readlink(link) == want:
+            continue
+        parent = os.path.dirname(link)
+        os.makedirs(parent, exist_ok=True)
+        real_parent = os.path.realpath(parent)
+        if real_parent != real_release and not real_parent.startswith(real_release + os.sep):
+            raise ReleaseError("shared path %r leads outside the release through a symlink" % path, "shared")
+        target = os.path.join(layout.shared, path)
+        is_real = os.path.lexists(link) and not os.path.islink(link)
+        if not os.path.lexists(target):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            if is_real and os.path.isdir(link):
+                shutil.copytree(link, target, symlinks=True)
+            elif is_real:
+                shutil.copy2(link, target)
+            else:
+                os.mkdir(target, 0o755)
+            chown_tree(target, uid, gid)
+        if is_real and os.path.isdir(link):
+            shutil.rmtree(link)
+        elif os.path.lexists(link):
+            os.unlink(link)
+        os.symlink(want, link)
+        if uid != -1 or gid != -1:
+            os.lchown(link, uid, gid)
+
+
+def chown_tree(top, uid, gid, check_only=False):
+    """Give ``top`` and everything below it (links themselves, not followed) uid/gid."""
+    if uid == -1 and gid == -1:
+        return False
+    changed = False
+    paths = [top]
+    for dirpath, dirnames, filenames in os.walk(top):
+        paths.extend(os.path.join(dirpath, e) for e in dirnames + filenames)
+    for path in paths:
+        st = os.lstat(path)
+        if (uid != -1 and st.st_uid != uid) or (gid != -1 and st.st_gid != gid):
+            if check_only:
+                return True
+            os.lchown(path, uid, gid)
+            changed = True
+    return changed
+
+
+# --- the module's actions --------------------------------------------------------------------
+
+def _in_use(name, snap, pins, previous_too=True):
+    if name == snap["current"]:
+        return "current"
+    if previous_too and name == snap["previous"]:
+        return "previous"
+    if name in pins:
+        return "pinned by %s" % ", ".join(pins[name])
+    return None
+
+
+def _delete(path):
+    # Rename first: an interrupted rmtree must not leave a half release under its real name.
+    doomed = os.path.join(os.path.dirname(path), ".old-%s-%s" % (os.path.basename(path), _random()))
+    os.rename(path, doomed)
+    shutil.rmtree(doomed)
+
+
+def _build(layout, name, src, digest, shared, uid, gid, replace):
+    os.makedirs(layout.releases, exist_ok=True)
+    path = layout.release(name)
+    tmp = os.path.join(layout.releases, ".tmp-%s-%s" % (name, _random()))
+    os.mkdir(tmp, 0o755)
+    try:
+        unpack(src, tmp)
+        link_shared(tmp, layout, shared, uid, gid)
+        with open(os.path.join(tmp, RECORD), "w") as f:
+            json.dump({"name": name, "sha256": digest, "source": os.path.basename(src.rstrip("/")),
+                       "created": datetime.datetime.now(datetime.timezone.utc).isoformat()}, f)
+            f.write("\n")
+        os.chmod(tmp, 0o755)
+        chown_tree(tmp, uid, gid)
+        if replace:
+            old = os.path.join(layout.releases, ".old-%s-%s" % (name, _random()))
+            os.rename(path, old)
+            try:
+                os.rename(tmp, path)
+            except OSError:
+                os.rename(old, path)
+                raise
+            shutil.rmtree(old)
+        else:
+            os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _tidy(path, layout, shared, uid, gid, check_mode):
+    changed = False
+    if not shared_links_ok(path, shared):
+        changed = True
+        if not check_mode:
+            link_shared(path, layout, shared, uid, gid)
+    if chown_tree(path, uid, gid, check_only=True):
+        changed = True
+        if not check_mode:
+            chown_tree(path, uid, gid)
+    return changed
+
+
+def ensure_release(layout, name, src, shared, uid, gid, snap, pins, check_mode):
+    path = layout.release(name)
+    exists = layout.has_release(name)
+    if os.path.lexists(path) and not exists:
+        raise ReleaseError("%s exists and is not a directory" % path, "name")
+    if src is None:
+        if not exists:
+            raise ReleaseError("release %s does not exist under %s and no src was given"
+                               % (name, layout.releases), "src")
+        return _tidy(path, layout, shared, uid, gid, check_mode)
+    if not os.path.exists(src):
+        raise ReleaseError("src %s does not exist on the host" % src, "src")
+    digest = source_digest(src)
+    if exists and read_record(path).get("sha256") == digest:
+        return _tidy(path, layout, shared, uid, gid, check_mode)
+    if exists:
+        # Swapping files under a running process is exactly what this collection avoids.
+        in_use = _in_use(name, snap, pins, previous_too=False)
+        if in_use:
+            raise ReleaseError(
+                "release %s is %s and src differs from what it was made from (sha256 %s); "
+                "deploy the new content under a new name" % (name, in_use, digest), "name")
+    if check_mode:
+        inspect(src)
+    else:
+        _build(layout, name, src, digest, shared, uid, gid, replace=exists)
+    return True
+
+
+def switch(layout, target, plan, check_mode, move_previous):
+    old = plan["current"]
+    if old == target:
+        return False
+    old_is_release = bool(old) and "/" not in old and layout.has_release(old)
+    if not check_mode:
+        atomic_link(layout.current, "releases/" + target)
+        if move_previous and old_is_release:
+            atomic_link(layout.previous, "releases/" + old)
+    plan["current"] = target
+    if move_previous and old_is_release:
+        plan["previous"] = old
+    return True
+
+
+def remove(layout, name, plan, pins, check_mode):
+    path = layout.release(name)
+    if not os.path.lexists(path):
+        return False
+    if not layout.has_release(name):
+        raise ReleaseError("%s exists and is not a release directory" % path, "name")
+    in_use = _in_use(name, plan, pins)
+    if in_use:
+        raise ReleaseError("release %s is %s; not removing it" % (name, in_use), "name")
+    if not check_mode:
+        _delete(path)
+    plan["releases"].remove(name)
+    return True
+
+
+def prune(layout, keep, plan, pins, name, check_mode):
+    ordered = sorted(plan["releases"], key=natural_key)
+    protected = set(ordered[-keep:]) | set([plan["current"], plan["previous"], name]) | set(pins)
+    victims = [r for r in ordered if r not in protected]
+    for victim in victims:
+        if not check_mode:
+            _delete(layout.release(victim))
+        plan["releases"].remove(victim)
+    return victims
+
+
+def run(params, check_mode):
+    """Carry out one task of the ``release`` module; return its result (without ``failed``)."""
+    layout = Layout(params["root"])
+    state = params.get("state") or "present"
+    name = params.get("name")
+    if name is not None:
+        check_name(name)
+    if state in ("present", "current", "absent") and not name:
+        raise ReleaseError("name is required when state is %s" % state, "name")
+    keep = params.get("keep") or 0
+    if keep < 0:
+        raise ReleaseError("keep must be 0 (no pruning) or a positive number, got %d" % keep, "keep")
+    shared = normalize_shared(params.get("shared"))
+    uid, gid = resolve_owner(params.get("owner"), params.get("group"))
+    if os.path.lexists(layout.root) and not os.path.isdir(layout.root):
+        raise ReleaseError("root %s exists and is not a directory" % layout.root, "root")
+
+    before = layout.snapshot()
+    pins = pinned_releases(layout, params.get("pin_dir") or PIN_DIR)
+    plan = dict(before, releases=list(before["releases"]))
+    changed = False
+    if state in ("present", "current"):
+        changed |= ensure_release(layout, name, params.get("src"), shared, uid, gid, before, pins, check_mode)
+        if name not in plan["releases"]:
+            plan["releases"].append(name)
+    if state == "current":
+        changed |= switch(layout, name, plan, check_mode, move_previous=True)
+    elif state == "rollback":
+        target = name or before["previous"]
+        if not target:
+            raise ReleaseError("there is no previous release under %s to roll back to; pass name"
+                               % layout.root, "name")
+        if "/" in target or not layout.has_release(target):
+            raise ReleaseError("cannot roll back to %s: no such release under %s"
+                               % (target, layout.releases), "name")
+        changed |= switch(layout, target, plan, check_mode, move_previous=False)
+    elif state == "absent":
+        changed |= remove(layout, name, plan, pins, check_mode)
+    pruned = []
+    if keep:
+        pruned = prune(layout, keep, plan, pins, name, check_mode)
+        changed |= bool(pruned)
+    plan["releases"] = sorted(plan["releases"], key=natural_key)
+
+    after = plan if check_mode else layout.snapshot()
+    shown = name or after["current"]
+    return {
+        "changed": changed,
+        "release_path": layout.release(shown) if shown and "/" not in shown else None,
+        "current": after["current"],
+        "previous": after["previous"],
+        "pruned": pruned,
+        "pinned": sorted(pins),
+        "diff": {"before": before, "after": after},
+    }

@@ -1,0 +1,187 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+module: app_instance
+short_description: Start, stop or remove one instance of a systemd template unit, pinned to a release
+version_added: 0.1.0
+description:
+  - Manages the instance C(NAME@PORT.service) of the template unit C(NAME@.service), whose
+    instance name is the port it listens on.
+  - With O(release_path) the instance is pinned to that release by a runtime drop-in
+    C(RUNTIME_DIR/NAME@PORT.service.d/hitless-pin.conf) that sets C(WorkingDirectory=) and
+    C(EnvironmentFile=) to the release's real path (resolved on the host) and
+    C(HITLESS_RELEASE=<release directory name>). Runtime drop-ins vanish at reboot, so a clone
+    never outlives one. Without O(release_path) the drop-in is removed and the instance follows
+    the template's own C(WorkingDirectory=) (usually C(current)).
+  - After a start or restart it waits until the port accepts TCP connections and fails as soon as
+    the unit dies.
+author: hitless.deploy developers
+attributes:
+  check_mode:
+    support: full
+    description: Reports what would change (C(actions)) and changes nothing.
+  diff_mode:
+    support: full
+    description: Shows the active state, the pinned path and the drop-in's content before and after.
+options:
+  name:
+    description: Prefix of the template unit C(NAME@.service); the template must exist on the host.
+    type: str
+    required: true
+  port:
+    description: The instance name, and the TCP port the instance listens on (1-65535).
+    type: int
+    required: true
+  state:
+    description:
+      - V(started) makes the drop-in match O(release_path) and the unit active; it restarts an
+        active unit only when its drop-in changed.
+      - V(restarted) does the same and always restarts.
+      - V(stopped) makes the drop-in match O(release_path) and stops the unit.
+      - V(absent) stops the unit, removes the drop-in, reloads systemd and clears a failed state.
+    type: str
+    choices: [started, stopped, restarted, absent]
+    default: started
+  release_path:
+    description:
+      - Release directory to pin the instance to; it must exist on the host. Symlinks such as
+        C(/srv/demo/current) are resolved on the host, so the pin does not move when they do.
+    type: path
+  environment_file:
+    description: File inside the release read as C(EnvironmentFile=-) (missing is fine).
+    type: str
+    default: .env
+  original_port:
+    description:
+      - Port of the original instance this one is a clone of. Equal to O(port) is refused, since a clone
+        must never take over the original's unit and port.
+    type: int
+  wait:
+    description: After a start or restart, wait until O(wait_host):O(port) accepts connections.
+    type: bool
+    default: true
+  wait_host:
+    description: Address probed by O(wait).
+    type: str
+    default: 127.0.0.1
+  wait_timeout:
+    description: Seconds to wait for the port before failing.
+    type: int
+    default: 60
+  runtime_dir:
+    description: Directory of runtime unit drop-ins (for tests).
+    type: path
+    default: /run/systemd/system
+notes:
+  - The wait only checks that something accepts connections on the port while the unit is up; use
+    an HTTP health check afterwards to know the application is ready.
+seealso:
+  - module: hitless.deploy.release
+"""
+
+EXAMPLES = r"""
+- name: Start a clone on 8081 serving the release that is current now
+  hitless.deploy.app_instance:
+    name: demo
+    port: 8081
+    original_port: 8080
+    release_path: /srv/demo/current
+    state: started
+
+- name: Remove the clone
+  hitless.deploy.app_instance:
+    name: demo
+    port: 8081
+    state: absent
+"""
+
+RETURN = r"""
+unit:
+  description: The instance's unit name.
+  returned: always
+  type: str
+  sample: demo@8081.service
+active_state:
+  description: C(ActiveState) of the unit afterwards (predicted in check mode).
+  returned: always
+  type: str
+  sample: active
+sub_state:
+  description: C(SubState) of the unit afterwards (predicted in check mode).
+  returned: always
+  type: str
+  sample: running
+main_pid:
+  description: C(MainPID) of the unit afterwards, 0 when not running.
+  returned: always
+  type: int
+  sample: 4242
+pinned_to:
+  description: Real path the drop-in pins the instance to, or null without a pin.
+  returned: always
+  type: str
+  sample: /srv/demo/releases/v1
+drop_in:
+  description: Path of the pin drop-in (whether it exists or not).
+  returned: always
+  type: str
+  sample: /run/systemd/system/demo@8081.service.d/hitless-pin.conf
+actions:
+  description: What was done (or would be, in check mode), in order.
+  returned: always
+  type: list
+  elements: str
+  sample: [write, daemon-reload, start]
+diff:
+  description: C(active_state), C(pinned_to) and the drop-in's content before and after.
+  returned: always
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.hitless.deploy.plugins.module_utils._app_instance import (
+    InstanceError,
+    Systemctl,
+    ensure,
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str", required=True),
+            port=dict(type="int", required=True),
+            state=dict(type="str", default="started", choices=["started", "stopped", "restarted", "absent"]),
+            release_path=dict(type="path"),
+            environment_file=dict(type="str", default=".env"),
+            original_port=dict(type="int"),
+            wait=dict(type="bool", default=True),
+            wait_host=dict(type="str", default="127.0.0.1"),
+            wait_timeout=dict(type="int", default=60),
+            runtime_dir=dict(type="path", default="/run/systemd/system"),
+        ),
+        supports_check_mode=True,
+    )
+    systemctl = Systemctl(
+        lambda argv: module.run_command(argv, environ_update={"SYSTEMD_PAGER": "", "LC_ALL": "C"}),
+        systemctl=module.get_bin_path("systemctl", required=True),
+        journalctl=module.get_bin_path("journalctl") or "journalctl",
+    )
+    try:
+        result = ensure(module.params, systemctl, module.check_mode)
+    except InstanceError as e:
+        msg = e.msg if not e.param or e.msg.startswith(e.param) else "%s: %s" % (e.param, e.msg)
+        extra = {}
+        if e.unit_state:
+            extra = {"active_state": e.unit_state.get("ActiveState"), "sub_state": e.unit_state.get("SubState")}
+        module.fail_json(msg=msg, param=e.param, **extra)
+    except (IOError, OSError) as e:
+        module.fail_json(msg="%s@%s: %s" % (module.params["name"], module.params["port"], e))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""hitless.deploy.release run for real (ansible CLI, local connection) against a temp dir.
+
+``src`` is a controller path, so the action plugin's push to the remote tmp is exercised too.
+"""
+import io
+import os
+import stat
+import sys
+import tarfile
+import zipfile
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from _ansible import run_module  # noqa: E402
+
+EVIL_OUTSIDE = "hitless-evil-outside"
+
+
+def _tar(path, entries, mode="w:gz"):
+    with tarfile.open(str(path), mode) as tf:
+        for name, kind, payload in entries:
+            info = tarfile.TarInfo(name)
+            info.mode = 0o755 if kind == "dir" else 0o644
+            data = None
+            if kind == "file":
+                data = payload.encode()
+                info.size = len(data)
+            elif kind == "dir":
+                info.type = tarfile.DIRTYPE
+            elif kind == "symlink":
+                info.type, info.linkname = tarfile.SYMTYPE, payload
+            elif kind == "hardlink":
+                info.type, info.linkname = tarfile.LNKTYPE, payload
+            elif kind == "fifo":
+                info.type = tarfile.FIFOTYPE
+            elif kind == "chr":
+                info.type, info.devmajor, info.devminor = tarfile.CHRTYPE, 1, 3
+            tf.addfile(info, io.BytesIO(data) if data is not None else None)
+    return str(path)
+
+
+def _zip(path, entries):
+    with zipfile.ZipFile(str(path), "w") as zf:
+        for name, kind, payload in entries:
+            info = zipfile.ZipInfo(name)
+            info.create_system = 3
+            kind_bits = stat.S_IFLNK if kind == "symlink" else stat.S_IFREG
+            info.external_attr = (kind_bits | 0o644) << 16
+            zf.writestr(info, payload)
+    return str(path)
+
+
+def _app(version):
+    return [("app.py", "file", "VERSION = %r\n" % version), ("log", "dir", None),
+            ("log/boot.log", "file", "packed\n")]
+
+
+@pytest.fixture(scope="module")
+def archives(tmp_path_factory):
+    d = tmp_path_factory.mktemp("archives")
+    out = {v: _tar(d / (v + ".tar.gz"), _app(v)) for v in ("v1", "v3", "v9", "v10")}
+    out["v2"] = _zip(d / "v2.zip", [(n, k, p) for n, k, p in _app("v2") if k == "file"])
+    out["dir"] = str(d / "tree")
+    os.makedirs(os.path.join(out["dir"], "sub"))
+    with open(os.path.join(out["dir"], "app.py"), "w") as f:
+        f.write("VERSION = 'tree'\n")
+    os.symlink("../app.py", os.path.join(out["dir"], "sub", "app.py"))
+    outside = "../../../../../../../../tmp/" + EVIL_OUTSIDE
+    evil = {
+        "absolute-path": _tar(d / "abs.tar", [("/tmp/" + EVIL_OUTSIDE, "file", "x")], "w"),
+        "dotdot-path": _tar(d / "dotdot.tgz", [("a/../../" + EVIL_OUTSIDE, "file", "x")]),
+        "symlink-outward": _tar(d / "symout.tar.xz", [("link", "symlink", outside)], "w:xz"),
+        "symlink-absolute": _tar(d / "symabs.tar.bz2", [("etc", "symlink", "/etc")], "w:bz2"),
+        "write-through-symlink": _tar(d / "through.tar", [("l", "symlink", "."), ("l/x", "file", "x")], "w"),
+        "symlink-chain": _tar(d / "chain.tar", [("x", "symlink", "."), ("y", "symlink", "x/..")], "w"),
+        "hardlink-outward": _tar(d / "hard.tar", [("passwd", "hardlink", "/etc/passwd")], "w"),
+        "device": _tar(d / "dev.tar", [("null", "chr", None)], "w"),
+        "zip-dotdot": _zip(d / "dotdot.zip", [("../" + EVIL_OUTSIDE, "file", "x")]),
+        "zip-symlink-outward": _zip(d / "symout.zip", [("link", "symlink", "/etc/passwd")]),
+    }
+    out["evil"] = evil
+    return out
+
+
+def release(root, check=False, **args):
+    args["root"] = str(root)
+    return run_module("release", args, check=check, diff=True)
+
+
+def converge(root, **args):
+    """check (changed) -> apply (changed) -> check -> apply (neither changed)."""
+    first = release(root, check=True, **args)
+    assert not first.failed and first.changed, first
+    applied = release(root, **args)
+    assert not applied.failed and applied.changed, applied
+    assert first["diff"]["after"] == applied["diff"]["after"]
+    for check in (True, False):
+        again = release(root, check=check, **args)
+        assert not again.failed and not again.changed, again
+        assert again["diff"]["before"] == again["diff"]["after"] == applied["diff"]["after"]
+    return applied
+
+
+def listing(root):
+    return sorted(os.listdir(os.path.join(str(root), "releases")))
+
+
+def test_deploy_switch_rollback_prune(tmp_path, archives):
+    root = tmp_path / "srv"
+    res = converge(root, name="v1", src=archives["v1"], state="current", shared=["log"])
+    assert (res["current"], res["previous"]) == ("v1", None)
+    assert os.readlink(str(root / "current")) == "releases/v1"
+    assert os.readlink(str(root / "releases/v1/log")) == "../../shared/log"
+    assert (root / "shared/log/boot.log").read_text() == "packed\n"
+
+    res = converge(root, name="v2", src=archives["v2"], state="present", shared=["log"])
+    assert res["current"] == "v1" and res["diff"]["after"]["releases"] == ["v1", "v2"]
+    assert res["release_path"] == str(root / "releases/v2")
+
+    res = converge(root, name="v2", state="current")
+    assert (res["current"], res["previous"]) == ("v2", "v1")
+    assert (root / "current/app.py").read_text() == "VERSION = 'v2'\n"
+
+    res = converge(root, state="rollback")
+    assert (res["current"], res["previous"]) == ("v1", "v1")
+    assert (root / "current/app.py").read_text() == "VERSION = 'v1'\n"
+
+    for v in ("v3", "v9"):
+        assert release(root, name=v, src=archives[v]).changed
+    # newest two by natural sort are v9, v10 (not v3, v9); v1 current and previous; v2 goes, v3 goes
+    res = converge(root, name="v10", src=archives["v10"], state="current", keep=2)
+    assert res["pruned"] == ["v2", "v3"]
+    assert (res["current"], res["previous"]) == ("v10", "v1")
+    assert listing(root) == ["v1", "v10", "v9"]
+
+    refused = release(root, name="v10", state="absent")
+    assert refused.failed and "v10 is current" in refused["msg"]
+    converge(root, name="v9", state="absent")
+    assert listing(root) == ["v1", "v10"]
+
+
+def test_same_name_with_other_content_is_refused_when_current(tmp_path, archives):
+    root = tmp_path / "srv"
+    assert release(root, name="v1", src=archives["v1"], state="current").changed
+    for check in (True, False):
+        res = release(root, check=check, name="v1", src=archives["v3"], state="current")
+        assert res.failed and res["msg"].startswith("name:") and "new name" in res["msg"], res
+    assert (root / "current/app.py").read_text() == "VERSION = 'v1'\n"
+    assert listing(root) == ["v1"]
+
+
+def test_directory_sources(tmp_path, archives):
+    root = tmp_path / "srv"
+    # On the controller: packed by the action plugin; the pack must be stable to be idempotent.
+    res = converge(root, name="t1", src=archives["dir"], state="current")
+    assert (root / "releases/t1/sub/app.py").read_text() == "VERSION = 'tree'\n"
+    assert os.path.islink(str(root / "releases/t1/sub/app.py"))
+    # Already on the host.
+    for changed in (True, False):
+        res = release(root, name="t2", src=archives["dir"], remote_src=True)
+        assert not res.failed and res.changed == changed, res
+    assert (root / "releases/t2/app.py").read_text() == "VERSION = 'tree'\n"
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory, archives):
+    root = tmp_path_factory.mktemp("evil") / "srv"
+    assert release(root, name="v1", src=archives["v1"], state="current").changed
+    return root
+
+
+# Every kind of refusal is unit-tested in check mode (inspect) and apply mode (unpack); here each
+# runs once for real, and two also in check mode, to keep the suite's number of CLI runs down.
+CHECKED_TOO = ("dotdot-path", "zip-symlink-outward")
+
+
+@pytest.mark.parametrize("case", [
+    "absolute-path", "dotdot-path", "symlink-outward", "symlink-absolute", "write-through-symlink",
+    "symlink-chain", "hardlink-outward", "device", "zip-dotdot", "zip-symlink-outward",
+])
+def test_malicious_archive_is_refused(deployed, archives, case):
+    for check in ((True, False) if case in CHECKED_TOO else (False,)):
+        res = release(deployed, check=check, name="evil", src=archives["evil"][case], state="current")
+        assert res.failed and res["msg"].startswith("src:"), res
+    assert listing(deployed) == ["v1"]
+    assert os.readlink(str(deployed / "current")) == "releases/v1"
+    assert not os.path.lexists("/tmp/" + EVIL_OUTSIDE)
+    assert not os.path.lexists(str(deployed / EVIL_OUTSIDE))
+
+
+@pytest.mark.parametrize("args,param", [
+    ({"name": "../x", "state": "current"}, "name"),
+    ({"name": ".hidden"}, "name"),
+    ({"name": "v1/x", "state": "absent"}, "name"),
+    ({"state": "current"}, "name"),
+    ({"name": "v2", "src": "/nonexistent/v2.tar.gz"}, "src"),
+    ({"name": "v2", "src": "/nonexistent/v2.tar.gz", "remote_src": True}, "src"),
+    ({"name": "v2", "shared": ["../etc"]}, "shared"),
+    ({"name": "v1", "keep": -1}, "keep"),
+])
+def test_bad_input_fails_naming_the_parameter(deployed, args, param):
+    for check in ((True, False) if param == "name" else (False,)):
+        res = release(deployed, check=check, **args)
+        assert res.failed and param in res["msg"], res
+    assert listing(deployed) == ["v1"]
+    assert os.readlink(str(deployed / "current")) == "releases/v1"

@@ -1,0 +1,423 @@
+"""Unit tests of the release logic on real temporary directories (no AnsibleModule)."""
+import io
+import json
+import os
+import stat
+import tarfile
+import zipfile
+
+import pytest
+
+from ansible_collections.hitless.deploy.plugins.module_utils import _release as R
+
+
+# --- archive builders --------------------------------------------------------------------------
+
+def _tar(path, entries, mode="w:gz"):
+    """entries: (name, kind, payload[, perm]); kind file|dir|symlink|hardlink|fifo|chr."""
+    with tarfile.open(path, mode) as tf:
+        for entry in entries:
+            name, kind, payload = entry[:3]
+            info = tarfile.TarInfo(name)
+            info.mode = entry[3] if len(entry) > 3 else (0o755 if kind == "dir" else 0o644)
+            data = None
+            if kind == "file":
+                data = payload.encode()
+                info.size = len(data)
+            elif kind == "dir":
+                info.type = tarfile.DIRTYPE
+            elif kind == "symlink":
+                info.type, info.linkname = tarfile.SYMTYPE, payload
+            elif kind == "hardlink":
+                info.type, info.linkname = tarfile.LNKTYPE, payload
+            elif kind == "fifo":
+                info.type = tarfile.FIFOTYPE
+            elif kind == "chr":
+                info.type, info.devmajor, info.devminor = tarfile.CHRTYPE, 1, 3
+            tf.addfile(info, io.BytesIO(data) if data is not None else None)
+    return str(path)
+
+
+def _zip(path, entries):
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, kind, payload in entries:
+            info = zipfile.ZipInfo(name)
+            info.create_system = 3
+            if kind == "symlink":
+                info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            elif kind == "fifo":
+                info.external_attr = (stat.S_IFIFO | 0o644) << 16
+            else:
+                info.external_attr = (stat.S_IFREG | 0o644) << 16
+            zf.writestr(info, payload)
+    return str(path)
+
+
+GOOD = [
+    ("./", "dir", None),
+    ("./app.py", "file", "print('hi')\n", 0o4755),
+    ("./conf", "dir", None, 0o777),
+    ("./conf/a.ini", "file", "a=1\n"),
+    ("./conf/link", "symlink", "a.ini"),
+    ("./top", "symlink", "conf/../app.py"),
+    ("./conf/hard", "hardlink", "./conf/a.ini"),
+]
+
+MALICIOUS_TAR = {
+    "absolute": [("/tmp/hitless-evil", "file", "x")],
+    "dotdot": [("app/../../evil", "file", "x")],
+    "symlink-absolute": [("etc", "symlink", "/etc")],
+    "symlink-up": [("up", "symlink", "../../outside")],
+    "hardlink-absolute": [("passwd", "hardlink", "/etc/passwd")],
+    "hardlink-up": [("p", "hardlink", "../outside")],
+    "hardlink-later": [("p", "hardlink", "q"), ("q", "file", "x")],
+    "fifo": [("pipe", "fifo", None)],
+    "device": [("null", "chr", None)],
+    "through-symlink": [("sub", "dir", None), ("a", "symlink", "sub"), ("a/f", "file", "x")],
+    "through-symlink-reversed": [("x/y", "file", "x"), ("x", "symlink", ".")],
+    "duplicate": [("f", "file", "1"), ("f", "symlink", "/etc/passwd")],
+    "root-replaced": [(".", "symlink", "/")],
+}
+
+
+def _tree(top):
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(top):
+        for e in dirnames + filenames:
+            full = os.path.join(dirpath, e)
+            out[os.path.relpath(full, top)] = os.readlink(full) if os.path.islink(full) else None
+    return out
+
+
+# --- names, sorting, options --------------------------------------------------------------------
+
+def test_natural_key_orders_numbers_by_value():
+    names = ["v10", "v9", "v1", "v2.10", "v2.9", "v2", "2024-01-10", "2024-01-9"]
+    assert sorted(names, key=R.natural_key) == [
+        "2024-01-9", "2024-01-10", "v1", "v2", "v2.9", "v2.10", "v9", "v10"]
+    assert sorted(["v01", "v1"], key=R.natural_key) == ["v01", "v1"]
+
+
+@pytest.mark.parametrize("name", ["v1", "2024-05-01_1", "release v2", "v1..2"])
+def test_check_name_accepts(name):
+    R.check_name(name)
+
+
+@pytest.mark.parametrize("name", ["", "a/b", ".", "..", ".hidden", "/abs", "a\nb"])
+def test_check_name_refuses(name):
+    with pytest.raises(R.ReleaseError) as err:
+        R.check_name(name)
+    assert err.value.param == "name"
+
+
+def test_normalize_shared():
+    assert R.normalize_shared(["log", "./var//run/", ".env"]) == ["log", "var/run", ".env"]
+    for bad in (["/abs"], ["a/../b"], [""], ["."], ["log", "log/x"], [R.RECORD]):
+        with pytest.raises(R.ReleaseError) as err:
+            R.normalize_shared(bad)
+        assert err.value.param == "shared"
+
+
+def test_resolve_owner():
+    assert R.resolve_owner(None, None) == (-1, -1)
+    assert R.resolve_owner("root", "0") == (0, 0)
+    for owner, group, param in (("no-such-user-hd", None, "owner"), (None, "no-such-group-hd", "group")):
+        with pytest.raises(R.ReleaseError) as err:
+            R.resolve_owner(owner, group)
+        assert err.value.param == param
+
+
+# --- unpacking ----------------------------------------------------------------------------------
+
+def test_unpack_tar_keeps_inside_links_and_strips_dangerous_modes(tmp_path):
+    src = _tar(tmp_path / "good.tar.gz", GOOD)
+    dest = tmp_path / "out"
+    dest.mkdir()
+    R.unpack(src, str(dest))
+    assert (dest / "app.py").read_text() == "print('hi')\n"
+    assert stat.S_IMODE(os.stat(dest / "app.py").st_mode) == 0o755  # setuid dropped
+    assert stat.S_IMODE(os.stat(dest / "conf").st_mode) == 0o755  # group/other write dropped
+    assert os.readlink(dest / "conf" / "link") == "a.ini"
+    assert os.stat(dest / "conf" / "hard").st_ino == os.stat(dest / "conf" / "a.ini").st_ino
+    assert (dest / "top").read_text() == "print('hi')\n"
+
+
+def test_unpack_zip_and_suffixless_archive(tmp_path):
+    src = _zip(tmp_path / "good.zip", [("app.py", "file", "v"), ("d/x", "file", "y"), ("l", "symlink", "d/x")])
+    blob = tmp_path / "source"  # what a transfer to remote tmp may look like
+    blob.write_bytes(open(src, "rb").read())
+    dest = tmp_path / "out"
+    dest.mkdir()
+    R.unpack(str(blob), str(dest))
+    assert (dest / "l").read_text() == "y"
+    assert R.archive_format(_tar(tmp_path / "noext", [("a", "file", "x")], mode="w:xz")) == "tar"
+    (tmp_path / "junk").write_text("not an archive")
+    with pytest.raises(R.ReleaseError) as err:
+        R.archive_format(str(tmp_path / "junk"))
+    assert err.value.param == "src"
+
+
+@pytest.mark.parametrize("case", sorted(MALICIOUS_TAR))
+def test_malicious_tar_refused_before_writing(tmp_path, case):
+    src = _tar(tmp_path / "evil.tar", MALICIOUS_TAR[case], mode="w")
+    with pytest.raises(R.ReleaseError) as err:
+        R.inspect(src)
+    assert err.value.param == "src"
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(R.ReleaseError):
+        R.unpack(src, str(dest))
+    assert _tree(dest) == {}
+    assert not os.path.exists("/tmp/hitless-evil")
+
+
+def test_symlink_chain_escape_is_caught_after_writing(tmp_path):
+    # Each link looks inside on its own: x -> . and y -> x/.. ; together y is the parent directory.
+    src = _tar(tmp_path / "chain.tar", [("x", "symlink", "."), ("y", "symlink", "x/..")], mode="w")
+    R.inspect(src)
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(R.ReleaseError, match="resolves outside"):
+        R.unpack(src, str(dest))
+
+
+@pytest.mark.parametrize("entries", [
+    [("../evil", "file", "x")],
+    [("/abs", "file", "x")],
+    [("out", "symlink", "../../../etc")],
+    [("pipe", "fifo", "")],
+], ids=["dotdot", "absolute", "symlink-up", "fifo"])
+def test_malicious_zip_refused(tmp_path, entries):
+    src = _zip(tmp_path / "evil.zip", entries)
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(R.ReleaseError) as err:
+        R.unpack(src, str(dest))
+    assert err.value.param == "src"
+    assert _tree(dest) == {}
+
+
+def test_directory_source_refuses_outward_links(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_text("x")
+    os.symlink("a", src / "ok")
+    dest = tmp_path / "out"
+    dest.mkdir()
+    R.unpack(str(src), str(dest))
+    assert (dest / "ok").read_text() == "x"
+    digest = R.source_digest(str(src))
+    os.symlink("/etc", src / "bad")
+    assert R.source_digest(str(src)) != digest
+    with pytest.raises(R.ReleaseError, match="bad"):
+        R.inspect(str(src))
+
+
+# --- links, shared paths, pins ------------------------------------------------------------------
+
+def test_atomic_link_replaces_and_leaves_no_temp(tmp_path):
+    link = str(tmp_path / "current")
+    R.atomic_link(link, "releases/v1")
+    R.atomic_link(link, "releases/v2")
+    assert os.readlink(link) == "releases/v2"
+    assert sorted(os.listdir(tmp_path)) == ["current"]
+
+
+def test_atomic_link_old_target_stays_until_rename(tmp_path, monkeypatch):
+    link = str(tmp_path / "current")
+    os.symlink("releases/v1", link)
+    seen = []
+    real_rename = os.rename
+
+    def rename(src, dst):
+        seen.append((os.readlink(src), dst, os.readlink(dst)))
+        real_rename(src, dst)
+
+    monkeypatch.setattr(R.os, "rename", rename)
+    monkeypatch.setattr(R.os, "unlink", lambda p: pytest.fail("unlink %s during a switch" % p))
+    R.atomic_link(link, "releases/v2")
+    assert seen == [("releases/v2", link, "releases/v1")]
+    assert os.readlink(link) == "releases/v2"
+
+
+def test_link_target_refuses_real_directory(tmp_path):
+    layout = R.Layout(str(tmp_path))
+    (tmp_path / "current").mkdir()
+    with pytest.raises(R.ReleaseError) as err:
+        layout.snapshot()
+    assert err.value.param == "root"
+
+
+def test_link_shared_seeds_and_replaces(tmp_path):
+    layout = R.Layout(str(tmp_path))
+    rel = tmp_path / "releases" / "v1"
+    (rel / "log").mkdir(parents=True)
+    (rel / "log" / "old.log").write_text("seed")
+    (rel / ".env").write_text("A=1\n")
+    R.link_shared(str(rel), layout, ["log", ".env", "var/cache"])
+    assert os.readlink(rel / "log") == "../../shared/log"
+    assert os.readlink(rel / "var" / "cache") == "../../../shared/var/cache"
+    assert (tmp_path / "shared" / "log" / "old.log").read_text() == "seed"
+    assert (rel / ".env").read_text() == "A=1\n"  # read through the link
+    assert (tmp_path / "shared" / "var" / "cache").is_dir()
+    assert R.shared_links_ok(str(rel), ["log", ".env", "var/cache"])
+    # shared content is never overwritten by a later release's copy
+    rel2 = tmp_path / "releases" / "v2"
+    rel2.mkdir()
+    (rel2 / ".env").write_text("A=2\n")
+    R.link_shared(str(rel2), layout, [".env"])
+    assert (tmp_path / "shared" / ".env").read_text() == "A=1\n"
+
+
+def test_pinned_releases_resolve_links(tmp_path):
+    root = tmp_path / "root"
+    (root / "releases" / "v1" / "sub").mkdir(parents=True)
+    (root / "releases" / "v2").mkdir()
+    os.symlink("releases/v1", root / "current")
+    pins = tmp_path / "pins"
+    for unit, workdir in (("demo@8081", root / "current" / "sub"), ("demo@8082", root),
+                          ("other@1", "/nonexistent")):
+        (pins / (unit + ".service.d")).mkdir(parents=True)
+        (pins / (unit + ".service.d") / R.PIN_FILE).write_text("[Service]\nWorkingDirectory=-%s\n" % workdir)
+    assert sorted(R.pinned_releases(R.Layout(str(root)), str(pins))) == ["v1"]
+
+
+# --- the module's runs ---------------------------------------------------------------------------
+
+@pytest.fixture
+def world(tmp_path):
+    arch = tmp_path / "archives"
+    arch.mkdir()
+    for v in ("v1", "v2", "v3", "v10"):
+        _tar(arch / (v + ".tar.gz"), [("app.py", "file", "print(%r)\n" % v)])
+    pins = tmp_path / "pins"
+    pins.mkdir()
+
+    def run(check=False, **params):
+        params.setdefault("root", str(tmp_path / "root"))
+        params.setdefault("pin_dir", str(pins))
+        if params.get("src") in ("v1", "v2", "v3", "v10"):
+            params["src"] = str(arch / (params["src"] + ".tar.gz"))
+        return R.run(params, check)
+
+    run.root = tmp_path / "root"
+    run.arch = arch
+    run.pins = pins
+    return run
+
+
+def _apply_twice(world, **params):
+    first_check = world(check=True, **params)
+    applied = world(**params)
+    assert first_check["changed"] and applied["changed"]
+    assert first_check["diff"]["after"] == applied["diff"]["after"]
+    for check in (True, False):
+        again = world(check=check, **params)
+        assert not again["changed"], again
+    return applied
+
+
+def test_present_then_current_then_rollback(world):
+    res = _apply_twice(world, name="v1", src="v1", state="current")
+    assert res["current"] == "v1" and res["previous"] is None
+    assert os.readlink(world.root / "current") == "releases/v1"
+    record = json.loads((world.root / "releases" / "v1" / R.RECORD).read_text())
+    assert record["sha256"] == R.sha256_file(str(world.arch / "v1.tar.gz"))
+
+    res = _apply_twice(world, name="v2", src="v2", state="present")
+    assert res["current"] == "v1" and res["diff"]["after"]["releases"] == ["v1", "v2"]
+
+    res = _apply_twice(world, name="v2", state="current")
+    assert (res["current"], res["previous"]) == ("v2", "v1")
+
+    res = _apply_twice(world, state="rollback")
+    assert (res["current"], res["previous"]) == ("v1", "v1")
+    assert (world.root / "current" / "app.py").read_text() == "print('v1')\n"
+
+    res = _apply_twice(world, state="rollback", name="v2")
+    assert res["current"] == "v2"
+
+
+def test_rollback_without_previous_fails(world):
+    world(name="v1", src="v1", state="current")
+    with pytest.raises(R.ReleaseError) as err:
+        world(state="rollback")
+    assert err.value.param == "name"
+    with pytest.raises(R.ReleaseError):
+        world(state="rollback", name="v9")
+
+
+def test_same_name_other_archive(world):
+    world(name="v1", src="v1", state="current")
+    world(name="v2", src="v2", state="present")
+    with pytest.raises(R.ReleaseError) as err:
+        world(name="v1", src="v2", state="present")
+    assert err.value.param == "name" and "new name" in err.value.msg
+    res = world(name="v2", src="v3", state="present")  # not current: replaced
+    assert res["changed"]
+    assert (world.root / "releases" / "v2" / "app.py").read_text() == "print('v3')\n"
+    assert sorted(os.listdir(world.root / "releases")) == ["v1", "v2"]
+
+
+def test_absent_refusals(world):
+    for v in ("v1", "v2", "v3"):
+        world(name=v, src=v, state="current")
+    (world.pins / "demo@8081.service.d").mkdir()
+    (world.pins / "demo@8081.service.d" / R.PIN_FILE).write_text(
+        "[Service]\nWorkingDirectory=%s\n" % (world.root / "releases" / "v1"))
+    for name in ("v3", "v2", "v1"):  # current, previous, pinned
+        with pytest.raises(R.ReleaseError) as err:
+            world(name=name, state="absent")
+        assert err.value.param == "name"
+    (world.pins / "demo@8081.service.d" / R.PIN_FILE).unlink()
+    _apply_twice(world, name="v1", state="absent")
+    assert sorted(os.listdir(world.root / "releases")) == ["v2", "v3"]
+
+
+def test_prune_keeps_newest_current_previous_and_pinned(world):
+    for v in ("v1", "v2", "v3", "v10"):
+        world(name=v, src=v, state="present")
+    world(name="v2", state="current")
+    world(name="v1", state="current")  # current v1, previous v2
+    (world.pins / "demo@8081.service.d").mkdir()
+    (world.pins / "demo@8081.service.d" / R.PIN_FILE).write_text(
+        "WorkingDirectory=%s\n" % (world.root / "releases" / "v3"))
+    res = world(check=True, state="rollback", name="v1", keep=1)
+    assert res["pruned"] == [] and not res["changed"]  # v10 newest, v1 current, v2 previous, v3 pinned
+    (world.pins / "demo@8081.service.d" / R.PIN_FILE).unlink()
+    res = _apply_twice(world, state="rollback", name="v1", keep=1)
+    assert res["pruned"] == ["v3"]
+    assert sorted(os.listdir(world.root / "releases"), key=R.natural_key) == ["v1", "v2", "v10"]
+
+
+def test_failed_unpack_leaves_nothing(world):
+    world(name="v1", src="v1", state="current")
+    evil = _tar(world.arch / "evil.tar", MALICIOUS_TAR["symlink-up"], mode="w")
+    for check in (True, False):
+        with pytest.raises(R.ReleaseError):
+            world(check=check, name="v2", src=evil, state="current")
+    assert os.listdir(world.root / "releases") == ["v1"]
+    assert os.readlink(world.root / "current") == "releases/v1"
+
+
+def test_shared_and_owner_on_existing_release(world):
+    world(name="v1", src="v1", state="current")
+    res = _apply_twice(world, name="v1", src="v1", state="current", shared=["log"])
+    assert os.readlink(world.root / "releases" / "v1" / "log") == "../../shared/log"
+    assert res["current"] == "v1"
+    res = world(name="v1", state="present", owner="nobody", group="nogroup", check=True)
+    assert res["changed"]
+    assert os.stat(world.root / "releases" / "v1" / "app.py").st_uid == 0
+
+
+def test_missing_src_and_bad_keep(world):
+    with pytest.raises(R.ReleaseError) as err:
+        world(name="v1", state="present")
+    assert err.value.param == "src"
+    with pytest.raises(R.ReleaseError) as err:
+        world(name="v1", src=str(world.arch / "nope.tgz"), state="present")
+    assert err.value.param == "src"
+    with pytest.raises(R.ReleaseError) as err:
+        world(name="v1", src="v1", keep=-1)
+    assert err.value.param == "keep"
+    assert not world.root.exists()
