@@ -1,0 +1,121 @@
+"""The shared, read-only root file system every lab host boots from (the overlays' lower dir).
+
+Built once with debootstrap into a temporary directory and renamed into the cache only when
+complete, so an interrupted build is never booted. The cache key covers the package list and
+the customisation, so changing either builds a fresh one beside the old.
+"""
+import contextlib
+import fcntl
+import glob
+import hashlib
+import json
+import os
+import tempfile
+import time
+
+import _proc
+import _sources
+
+CACHE = os.environ.get("LAB_CACHE", "/var/cache/hitless-deploy-lab")
+SUITE = "bookworm"
+VARIANT = "minbase"
+PACKAGES = ("systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "iproute2",
+            "haproxy")
+# Bump when customise() changes, so existing caches are not reused.
+CUSTOMISE_VERSION = 1
+
+SSHD_DROP_IN = ("# Each lab host generates its own ed25519 host key when its overlay is made.\n"
+                "HostKey /etc/ssh/ssh_host_ed25519_key\n")
+
+
+def cache_key():
+    spec = {"suite": SUITE, "variant": VARIANT, "packages": sorted(PACKAGES),
+            "customise": CUSTOMISE_VERSION}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def path():
+    return os.path.join(CACHE, "rootfs-%s-%s" % (SUITE, cache_key()))
+
+
+@contextlib.contextmanager
+def _locked(lock_path):
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _discard(tree):
+    # debootstrap mounts /proc and /sys (and may bind /dev) inside the target while it works.
+    left = _proc.umount_all(tree)
+    if left:
+        raise RuntimeError("cannot discard %s: still mounted: %s" % (tree, ", ".join(left)))
+    _proc.remove_tree(tree)
+
+
+def customise(root):
+    def rel(p):
+        return os.path.join(root, p.lstrip("/"))
+
+    _proc.run(["systemctl", "--root", root, "enable", "systemd-networkd"])
+    # The haproxy role enables HAProxy where it belongs; app hosts must not run one.
+    _proc.run(["systemctl", "--root", root, "disable", "haproxy"])
+    # Empty: systemd fills it from nspawn's --uuid, one id per host. dbus's copy must follow
+    # it, or every host reports the id written when the rootfs was built.
+    with open(rel("/etc/machine-id"), "w"):
+        pass
+    dbus_id = rel("/var/lib/dbus/machine-id")
+    if os.path.lexists(dbus_id):
+        os.unlink(dbus_id)
+    os.makedirs(os.path.dirname(dbus_id), exist_ok=True)
+    os.symlink("/etc/machine-id", dbus_id)
+    for key in glob.glob(rel("/etc/ssh/ssh_host_*")):
+        os.unlink(key)
+    os.makedirs(rel("/etc/ssh/sshd_config.d"), exist_ok=True)
+    with open(rel("/etc/ssh/sshd_config.d/hitless-lab.conf"), "w") as handle:
+        handle.write(SSHD_DROP_IN)
+    for deb in glob.glob(rel("/var/cache/apt/archives/*.deb")):
+        os.unlink(deb)
+
+
+def ensure(log):
+    """Return the cached rootfs, building it first if needed (about 75 s)."""
+    final = path()
+    if os.path.isdir(final):
+        return final
+    os.makedirs(CACHE, exist_ok=True)
+    with _locked(os.path.join(CACHE, ".lock")):
+        if os.path.isdir(final):
+            return final
+        for stale in glob.glob(os.path.join(CACHE, ".build-*")):
+            log("rootfs: discarding unfinished build %s" % stale)
+            _discard(stale)
+        mirror = os.environ.get("LAB_MIRROR") or _sources.find_mirror(SUITE)
+        build = tempfile.mkdtemp(prefix=".build-", dir=CACHE)
+        # mkdtemp makes it 0700; as the guests' / it must let non-root users through.
+        os.chmod(build, 0o755)
+        build_log = final + ".log"
+        log("rootfs: debootstrap %s %s from %s into %s (once, about 75 s; log %s)"
+            % (VARIANT, SUITE, mirror, final, build_log))
+        started = time.monotonic()
+        cmd = ["debootstrap", "--variant=" + VARIANT, "--include=" + ",".join(PACKAGES),
+               SUITE, build, mirror]
+        try:
+            with open(build_log, "w") as out:
+                _proc.run(cmd, stdout=out, stderr=out, capture_output=False)
+            customise(build)
+        except Exception:
+            with open(build_log, errors="replace") as out:
+                tail = out.read()[-3000:]
+            log("rootfs: build failed; last lines of %s:\n%s" % (build_log, tail))
+            _discard(build)
+            raise
+        left = _proc.mounts_under(build)
+        if left:
+            raise RuntimeError("rootfs build left mounts behind: %s" % ", ".join(left))
+        os.rename(build, final)
+        log("rootfs: built in %.0f s" % (time.monotonic() - started))
+    return final
