@@ -79,17 +79,18 @@ class Probe:
         return self.stop.is_set()
 
     def _record(self, kind, start, status, body, error):
-        version = host = None
+        version = host = port = None
         if status == 200 and body:
             try:
                 doc = json.loads(body)
-                version, host = doc.get("version"), doc.get("host")
+                version, host, port = doc.get("version"), doc.get("host"), doc.get("port")
             except ValueError:
                 pass
         ok = status == 200 and error is None
         more = self.recorder.add({
             "kind": kind, "start": round(start, 4), "end": round(self._now(), 4),
-            "status": status, "ok": ok, "version": version, "host": host, "error": error,
+            "status": status, "ok": ok, "version": version, "host": host, "port": port,
+            "error": error,
         })
         if not more:
             self.stop.set()
@@ -170,6 +171,7 @@ class Probe:
     # -- run -------------------------------------------------------------------------------
     def run(self):
         self.t0 = time.monotonic()
+        self.t0_epoch = time.time()
         threads = [threading.Thread(target=self._steady, args=item, daemon=True) for item in self.plan]
         if self.sse:
             threads.append(threading.Thread(target=self._sse, daemon=True))
@@ -180,7 +182,9 @@ class Probe:
         # In-flight requests get their own timeout to finish; they are part of the result.
         for thread in threads:
             thread.join(self.timeout + 1)
-        return summarize(self.recorder.records, self.sse_stats, self._now())
+        result = summarize(self.recorder.records, self.sse_stats, self._now())
+        result["t0_epoch"] = self.t0_epoch
+        return result
 
 
 def percentile(values, fraction):
@@ -194,11 +198,13 @@ def percentile(values, fraction):
 def summarize(records, sse_stats, elapsed):
     failed = [r for r in records if not r["ok"]]
     latencies = [r["end"] - r["start"] for r in records if r["ok"] and r["kind"] != "slow"]
-    by_version, by_host, timeline = {}, {}, {}
+    by_version, by_host, by_instance, timeline = {}, {}, {}, {}
     for rec in records:
         if rec["ok"]:
             by_version[rec["version"]] = by_version.get(rec["version"], 0) + 1
             by_host[rec["host"]] = by_host.get(rec["host"], 0) + 1
+            instance = "%s:%s" % (rec["host"], rec["port"])
+            by_instance[instance] = by_instance.get(instance, 0) + 1
         bucket = timeline.setdefault(int(rec["end"] / BUCKET_S), [0, 0])
         bucket[0 if rec["ok"] else 1] += 1
     return {
@@ -208,6 +214,7 @@ def summarize(records, sse_stats, elapsed):
         "failures": failed[:50],
         "by_version": by_version,
         "by_host": by_host,
+        "by_instance": by_instance,
         "latency_ms": {
             "p50": _ms(percentile(latencies, 0.5)),
             "p99": _ms(percentile(latencies, 0.99)),

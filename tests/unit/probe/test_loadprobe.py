@@ -55,6 +55,7 @@ def test_healthy_app_no_failure_and_versions_recorded(app, tmp_path):
     assert result["failed"] == 0
     assert result["requests"] > 50
     assert result["by_version"] == {"v9": result["requests"]}
+    assert sum(result["by_instance"].values()) == result["requests"]
     assert {r["kind"] for r in result["records"]} == {"keepalive", "fresh", "slow"}
     assert result["sse"]["events"] >= 3
     assert "requests: %d, failed: 0" % result["requests"] in proc.stdout
