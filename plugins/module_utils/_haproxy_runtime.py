@@ -1,0 +1,369 @@
+# -*- coding: utf-8 -*-
+# Copyright: hitless.deploy contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Client for the HAProxy runtime API (the stats socket) and parsers for its answers.
+
+Stdlib only; runs on the target with Python >= 3.9. Each command uses its own connection
+(HAProxy's non-interactive mode: one command, one answer, then HAProxy closes).
+"""
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import csv
+import errno
+import os
+import re
+import socket
+import stat
+
+# Check results that mean "the last health check passed" (L7OKC: passed, but the server asked
+# for no new sessions, e.g. http-check disable-on-404).
+PASSING_CHECKS = frozenset(("L4OK", "L6OK", "L7OK", "L7OKC"))
+
+# srv_admin_state bits (include/haproxy/server-t.h).
+ADMF_FMAINT = 0x01
+ADMF_IMAINT = 0x02
+ADMF_CMAINT = 0x04
+ADMF_FDRAIN = 0x08
+ADMF_IDRAIN = 0x10
+ADMF_RMAINT = 0x20
+# CMAINT only records that the configuration said `disabled`; it stays set after the server
+# is put in drain or ready, so it is not part of HAProxy's own SRV_ADMF_MAINT mask either.
+ADMIN_MAINT_MASK = ADMF_FMAINT | ADMF_IMAINT | ADMF_RMAINT
+ADMIN_DRAIN_MASK = ADMF_FDRAIN | ADMF_IDRAIN
+
+# srv_check_state bits (include/haproxy/check-t.h).
+CHK_ST_INPROGRESS = 0x01
+CHK_ST_CONFIGURED = 0x02
+CHK_ST_ENABLED = 0x04
+
+OP_STATES = {0: "stopped", 1: "starting", 2: "running", 3: "stopping"}
+
+# Algorithms that always accept dynamic servers in 2.6; hash-based ones do only with
+# `hash-type consistent`, which the runtime API does not show.
+DYNAMIC_ALGOS = frozenset(("roundrobin", "leastconn", "first", "random"))
+
+# Names HAProxy accepts for proxies and servers; anything else could smuggle a second
+# command into a runtime API line (';' separates commands, a newline ends one).
+NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]+$")
+
+STAT_INT_FIELDS = frozenset((
+    "qcur", "qmax", "scur", "smax", "slim", "stot", "bin", "bout", "dreq", "dresp", "ereq",
+    "econ", "eresp", "wretr", "wredis", "weight", "act", "bck", "chkfail", "chkdown",
+    "lastchg", "downtime", "qlimit", "pid", "iid", "sid", "throttle", "lbtot", "tracked",
+    "type", "rate", "rate_lim", "rate_max", "check_code", "check_duration", "hrsp_1xx",
+    "hrsp_2xx", "hrsp_3xx", "hrsp_4xx", "hrsp_5xx", "hrsp_other", "hanafail", "req_rate",
+    "req_rate_max", "req_tot", "cli_abrt", "srv_abrt", "lastsess", "qtime", "ctime", "rtime",
+    "ttime", "check_rise", "check_fall", "check_health", "agent_rise", "agent_fall",
+    "agent_health", "conn_rate", "conn_rate_max", "conn_tot", "srv_icur", "src_ilim",
+    "idle_conn_cur", "safe_conn_cur", "used_conn_cur", "need_conn_est", "uweight",
+))
+
+STATE_STR_FIELDS = frozenset((
+    "be_name", "srv_name", "srv_addr", "srv_fqdn", "srvrecord", "srv_check_addr",
+    "srv_agent_addr",
+))
+
+
+class HAProxyRuntimeError(Exception):
+    """Anything that went wrong talking to HAProxy."""
+
+
+class SocketError(HAProxyRuntimeError):
+    """The runtime API could not be reached or did not answer in time."""
+
+
+class CommandError(HAProxyRuntimeError):
+    """HAProxy refused a command or answered something unexpected."""
+
+    def __init__(self, command, answer):
+        self.command = command
+        self.answer = answer
+        HAProxyRuntimeError.__init__(
+            self, "HAProxy refused %r: %s" % (command, answer or "(no answer)"))
+
+
+class NotFoundError(HAProxyRuntimeError):
+    """A backend or server that does not exist; ``kind`` is 'backend' or 'server'."""
+
+    def __init__(self, kind, name):
+        self.kind = kind
+        self.name = name
+        HAProxyRuntimeError.__init__(self, "%s %r not found" % (kind, name))
+
+
+def parse_socket_spec(spec):
+    """``spec`` -> ('unix', path) or ('tcp', (host, port)); ValueError if it is neither.
+
+    Anything holding a '/' is a path; otherwise ``host:port`` or ``[ipv6]:port``.
+    """
+    if not spec or not isinstance(spec, str):
+        raise ValueError("must be a unix socket path or host:port")
+    if "/" in spec:
+        return "unix", spec
+    m = re.match(r"^\[([0-9A-Fa-f:.]+)\]:(\d+)$", spec) or re.match(r"^([^:\s]+):(\d+)$", spec)
+    if not m:
+        raise ValueError("%r is neither a unix socket path (with a '/') nor host:port" % spec)
+    port = int(m.group(2))
+    if not 1 <= port <= 65535:
+        raise ValueError("port %d of %r is outside 1-65535" % (port, spec))
+    return "tcp", (m.group(1), port)
+
+
+def check_socket_path(path):
+    """Raise ValueError unless ``path`` exists and is a unix socket."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ENOENT:
+            raise ValueError("%s does not exist" % path)
+        raise ValueError("cannot stat %s: %s" % (path, e.strerror))
+    if not stat.S_ISSOCK(st.st_mode):
+        raise ValueError("%s is not a unix socket" % path)
+
+
+def open_client(spec, timeout):
+    """A :class:`RuntimeClient` for module options; ValueError names the bad option."""
+    try:
+        kind, address = parse_socket_spec(spec)
+        if kind == "unix":
+            check_socket_path(address)
+    except ValueError as e:
+        raise ValueError("socket: %s" % e)
+    if timeout is None or timeout <= 0:
+        raise ValueError("timeout: must be more than 0 seconds")
+    return RuntimeClient(spec, timeout=timeout)
+
+
+def _default_connect(kind, address, timeout):
+    if kind == "unix":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(address)
+        except Exception:
+            sock.close()
+            raise
+        return sock
+    sock = socket.create_connection(address, timeout=timeout)
+    sock.settimeout(timeout)
+    return sock
+
+
+class RuntimeClient:
+    """Sends runtime API commands to one HAProxy process."""
+
+    def __init__(self, spec, timeout=5.0, connect=None):
+        self.spec = spec
+        self.kind, self.address = parse_socket_spec(spec)
+        self.timeout = timeout
+        self._connect = connect or _default_connect
+
+    def command(self, command):
+        """Send one command; return HAProxy's answer, stripped of surrounding blank lines."""
+        if "\n" in command or "\r" in command:
+            raise ValueError("a runtime command must be one line")
+        try:
+            sock = self._connect(self.kind, self.address, self.timeout)
+        except (OSError, socket.timeout) as e:
+            raise SocketError("cannot connect to HAProxy runtime API at %s: %s" % (self.spec, e))
+        try:
+            sock.sendall((command + "\n").encode("utf-8"))
+            chunks = []
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except socket.timeout:
+            raise SocketError("HAProxy runtime API at %s did not answer %r within %ss"
+                              % (self.spec, command, self.timeout))
+        except OSError as e:
+            raise SocketError("HAProxy runtime API at %s failed on %r: %s"
+                              % (self.spec, command, e))
+        finally:
+            sock.close()
+        return b"".join(chunks).decode("utf-8", "replace").strip()
+
+    def run(self, command, success=()):
+        """Send a write command; raise CommandError unless the answer is empty or known good.
+
+        ``success`` holds prefixes of the answers that mean success for this command.
+        """
+        answer = self.command(command)
+        if not answer or any(answer.startswith(s) for s in success):
+            return answer
+        raise CommandError(command, answer)
+
+    def show_stat(self, backend=None):
+        if backend is None:
+            text = self.command("show stat")
+        else:
+            # 6 = backend and server rows only; -1 = every server.
+            text = self.command("show stat %s 6 -1" % backend)
+            if text.startswith("No such proxy"):
+                raise NotFoundError("backend", backend)
+        return parse_stat_csv(text)
+
+    def show_servers_state(self, backend=None):
+        text = self.command("show servers state" + ("" if backend is None else " " + backend))
+        if backend is not None and text.startswith("Can't find backend"):
+            raise NotFoundError("backend", backend)
+        return parse_servers_state(text)
+
+    def backends(self, backend=None):
+        """Backends with their servers, as :func:`merge_backends` builds them."""
+        stats = self.show_stat(backend)
+        states = self.show_servers_state(backend)
+        result = merge_backends(stats, states)
+        if backend is not None and backend not in result:
+            # A frontend-only proxy of that name answers with no backend row.
+            raise NotFoundError("backend", backend)
+        return result
+
+    def backend(self, name):
+        return self.backends(name)[name]
+
+    def version(self):
+        for line in self.command("show info").splitlines():
+            if line.startswith("Version:"):
+                return line.split(":", 1)[1].strip()
+        return None
+
+
+def _stat_value(name, raw):
+    if raw == "":
+        return None
+    if name in STAT_INT_FIELDS:
+        try:
+            return int(raw)
+        except ValueError:
+            return raw
+    return raw
+
+
+def parse_stat_csv(text):
+    """``show stat`` CSV -> list of dicts keyed by the header's names (never by position)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines or not lines[0].startswith("# "):
+        raise HAProxyRuntimeError("unexpected answer to show stat: %r" % text[:200])
+    header = next(csv.reader([lines[0][2:]]))
+    rows = []
+    for values in csv.reader(lines[1:]):
+        row = {}
+        for name, raw in zip(header, values):
+            if name and name != "-":
+                row[name] = _stat_value(name, raw)
+        rows.append(row)
+    return rows
+
+
+def parse_servers_state(text):
+    """``show servers state`` (format version 1) -> list of dicts keyed by the header's names."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines or lines[0].strip() != "1":
+        raise HAProxyRuntimeError("unexpected answer to show servers state: %r" % text[:200])
+    if len(lines) < 2 or not lines[1].startswith("#"):
+        raise HAProxyRuntimeError("show servers state answered without a header: %r" % text[:200])
+    header = lines[1].lstrip("#").split()
+    rows = []
+    for line in lines[2:]:
+        row = {}
+        for name, raw in zip(header, line.split()):
+            if name in STATE_STR_FIELDS:
+                row[name] = None if raw == "-" else raw
+            else:
+                try:
+                    row[name] = int(raw)
+                except ValueError:
+                    row[name] = raw
+        rows.append(row)
+    return rows
+
+
+def admin_state(flags):
+    """srv_admin_state bitmask -> 'maint', 'drain' or 'ready'."""
+    if flags & ADMIN_MAINT_MASK:
+        return "maint"
+    if flags & ADMIN_DRAIN_MASK:
+        return "drain"
+    return "ready"
+
+
+def server_view(stat_row, state_row):
+    """One server as the modules report it, from its ``show stat`` and servers state rows."""
+    check_flags = state_row.get("srv_check_state") or 0
+    configured = bool(check_flags & CHK_ST_CONFIGURED)
+    enabled = bool(check_flags & CHK_ST_ENABLED)
+    raw_check = stat_row.get("check_status") or ""
+    in_progress = raw_check.startswith("* ")
+    check_status = raw_check[2:] if in_progress else raw_check
+    admin = admin_state(state_row.get("srv_admin_state") or 0)
+    view = {
+        "backend": stat_row.get("pxname"),
+        "name": stat_row.get("svname"),
+        "status": stat_row.get("status"),
+        "op_state": OP_STATES.get(state_row.get("srv_op_state"), "unknown"),
+        "admin_state": admin,
+        "address": state_row.get("srv_addr"),
+        "port": state_row.get("srv_port"),
+        "weight": state_row.get("srv_uweight"),
+        "scur": stat_row.get("scur") or 0,
+        "qcur": stat_row.get("qcur") or 0,
+        "stot": stat_row.get("stot") or 0,
+        "check_configured": configured,
+        "check_enabled": enabled,
+        "check_in_progress": in_progress,
+        "check_status": check_status or None,
+        "check_code": None if in_progress else stat_row.get("check_code"),
+        "check_desc": stat_row.get("check_desc"),
+        "last_check": stat_row.get("last_chk"),
+        "check_health": stat_row.get("check_health"),
+        "check_rise": stat_row.get("check_rise"),
+        "check_fall": stat_row.get("check_fall"),
+    }
+    view["check_passing"] = check_status in PASSING_CHECKS
+    view["fully_risen"] = fully_risen(view)
+    view["ready"] = (view["status"] == "UP" and admin == "ready" and enabled
+                     and view["check_passing"] and view["fully_risen"])
+    return view
+
+
+def fully_risen(view):
+    """True when the health counter is at its top: every recent check passed.
+
+    ``status`` without an ``a/b`` fraction says the same; the counter is checked too so a
+    status string HAProxy may word differently cannot fool it.
+    """
+    status = view.get("status") or ""
+    if " " in status:
+        return False
+    health, rise, fall = view.get("check_health"), view.get("check_rise"), view.get("check_fall")
+    if None in (health, rise, fall):
+        return False
+    return health >= rise + fall - 1
+
+
+def merge_backends(stat_rows, state_rows):
+    """Join both listings into {backend: {name, algo, status, servers: {name: view}}}.
+
+    A server missing from one listing (added or deleted between the two reads) is left out.
+    """
+    states = {}
+    for row in state_rows:
+        states[(row.get("be_name"), row.get("srv_name"))] = row
+    result = {}
+    for row in stat_rows:
+        px, sv = row.get("pxname"), row.get("svname")
+        if sv == "FRONTEND":
+            continue
+        entry = result.setdefault(px, {"name": px, "algo": None, "status": None, "servers": {}})
+        if sv == "BACKEND":
+            entry["algo"] = row.get("algo")
+            entry["status"] = row.get("status")
+            continue
+        state = states.get((px, sv))
+        if state is not None:
+            entry["servers"][sv] = server_view(row, state)
+    return result
