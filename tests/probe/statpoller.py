@@ -10,43 +10,25 @@ It talks to an admin socket over TCP (``host:port``) or a unix path, stops by it
 ``--duration`` seconds, on SIGTERM/SIGINT, or when ``--stop-file`` appears, and writes JSON.
 """
 import argparse
-import csv
-import io
 import json
 import os
 import signal
-import socket
 import sys
 import time
 
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, ".tmp", "collections"))
 
-def query(address, command, timeout=1.0):
-    if ":" in address and not address.startswith("/"):
-        host, port = address.rsplit(":", 1)
-        sock = socket.create_connection((host, int(port)), timeout=timeout)
-    else:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(timeout)
-        sock.connect(address)
-    with sock:
-        sock.sendall(command.encode() + b"\n")
-        chunks = []
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    return b"".join(chunks).decode()
+# The same client and parser the modules use, so the poller sees what they see.
+from ansible_collections.hitless.deploy.plugins.module_utils._haproxy_runtime import (  # noqa: E402
+    HAProxyRuntimeError, RuntimeClient)
 
 
-def backend_servers(stat_csv, backend):
-    """Map server name -> status for one backend from ``show stat`` CSV."""
-    text = stat_csv.lstrip("# ")
-    servers = {}
-    for row in csv.DictReader(io.StringIO(text)):
-        if row.get("pxname") == backend and row.get("svname") not in ("FRONTEND", "BACKEND"):
-            servers[row["svname"]] = row.get("status", "")
-    return servers
+def backend_servers(client, backend):
+    """Map server name -> status for one backend."""
+    return {row["svname"]: row.get("status") or ""
+            for row in client.show_stat(backend)
+            if row.get("svname") not in ("FRONTEND", "BACKEND")}
 
 
 def up_count(servers):
@@ -57,6 +39,7 @@ def poll(address, backend, duration, interval, stop_file=None):
     stop = {"now": False}
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.update(now=True))
+    client = RuntimeClient(address, timeout=1.0)
     samples, errors = [], 0
     t0 = time.monotonic()
     while not stop["now"] and time.monotonic() - t0 < duration:
@@ -64,9 +47,9 @@ def poll(address, backend, duration, interval, stop_file=None):
             break
         started = time.monotonic()
         try:
-            servers = backend_servers(query(address, "show stat"), backend)
+            servers = backend_servers(client, backend)
             samples.append([round(started - t0, 3), up_count(servers), servers])
-        except OSError:
+        except (OSError, HAProxyRuntimeError):
             errors += 1
         time.sleep(max(0.0, interval - (time.monotonic() - started)))
     counts = [s[1] for s in samples]
