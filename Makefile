@@ -80,9 +80,22 @@ docs-check: venv collection
 	@for m in $$(ls plugins/modules/*.py | xargs -n1 basename | sed 's/\.py$$//'); do \
 	  $(BIN)/ansible-doc -t module hitless.deploy.$$m > /dev/null || exit 1; echo "ansible-doc hitless.deploy.$$m: ok"; \
 	done
+	@for f in $$(ls plugins/filter/*.py | xargs -n1 basename | sed 's/\.py$$//'); do \
+	  $(BIN)/ansible-doc -t filter hitless.deploy.$$f > /dev/null || exit 1; echo "ansible-doc -t filter hitless.deploy.$$f: ok"; \
+	done
+	@for r in $$(ls roles); do \
+	  $(BIN)/ansible-doc -t role hitless.deploy.$$r > /dev/null || exit 1; echo "ansible-doc -t role hitless.deploy.$$r: ok"; \
+	done
 
+# Builds the tarball, installs it into an empty collections path and reads its docs from there.
 build: venv
 	$(BIN)/ansible-galaxy collection build --force --output-path $(TMP)/dist .
+	rm -rf $(TMP)/install
+	env -u ANSIBLE_COLLECTIONS_PATH $(BIN)/ansible-galaxy collection install -p $(TMP)/install \
+	  $(TMP)/dist/hitless-deploy-$$(sed -n 's/^version: *//p' galaxy.yml).tar.gz
+	ANSIBLE_COLLECTIONS_PATH=$(TMP)/install $(BIN)/ansible-doc -t role hitless.deploy.rolling > /dev/null
+	ANSIBLE_COLLECTIONS_PATH=$(TMP)/install $(BIN)/ansible-doc -t module hitless.deploy.haproxy_server > /dev/null
+	@echo "build: tarball installs and documents itself from $(TMP)/install"
 
 test: deps
 	@start=$$(date +%s); \

@@ -9,8 +9,8 @@ name: systemd_environment
 short_description: Render a dict as the content of a systemd EnvironmentFile
 version_added: 0.1.0
 description:
-  - Turns C({KEY: value}) into C(KEY="value") lines, sorted by key, quoted so that systemd
-    reads back exactly the value given (backslash, double quote, C($) and backtick escaped).
+  - 'Turns a dict into C(KEY="value") lines, sorted by key, quoted so that systemd reads back
+    exactly the value given (backslash, double quote, C($) and backtick escaped).'
   - Fails on a key that is not a shell-style name, on a value with a newline, and on a key
     listed in O(reserved) (the unit sets those itself, for instance C(PORT) from the instance
     name).
