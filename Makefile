@@ -27,10 +27,11 @@ LAB_TOPOLOGY ?= lb
 APT_PACKAGES := systemd-container debootstrap haproxy iproute2 openssh-client
 
 .PHONY: help deps apt venv collection releases unit integration integration-local \
-	integration-lab molecule lint sanity docs-check build test demo lab-up lab-down clean
+	integration-lab molecule lint docs-check build test demo deploy lab-up lab-down clean
 
 help:
-	@echo "make demo       boot the lab and show the app serving"
+	@echo "make demo       boot the lab, deploy the next release under load, draw the result"
+	@echo "make deploy     RELEASE=v1|v2|v3|broken|crash: rolling deploy on the running lab"
 	@echo "make test       install what is needed, then unit, integration, molecule and lint"
 	@echo "make lab-up     boot the lab (LAB_APP_HOSTS=N, LAB_TOPOLOGY=lb|single)"
 	@echo "make lab-down   tear the lab down, leaving nothing behind"
@@ -61,8 +62,9 @@ releases: venv
 unit: venv collection
 	$(BIN)/pytest -q tests/unit
 
+# Two workers: these tests mostly wait on ansible CLI start-up, which is CPU-bound.
 integration-local: deps
-	$(BIN)/pytest -q tests/integration/local
+	$(BIN)/pytest -q -n 2 tests/integration/local
 
 # The lab tests boot their own lab (named itest) and tear it down in teardown, even on failure.
 integration-lab: deps
@@ -108,8 +110,22 @@ lab-up: deps
 lab-down: venv
 	$(LAB) down --name $(LAB_NAME)
 
+# Deploys v2 (or the next release when the lab serves v2 already) under the load probe; prints
+# the step timeline and `requests: N, failed: F`, draws .tmp/demo/deploy.svg.
 demo: lab-up
-	@$(BIN)/python tests/lab/show.py --name $(LAB_NAME)
+	@$(BIN)/python tests/lab/demo.py --name $(LAB_NAME) $(if $(RELEASE),--release $(RELEASE))
+
+# The rolling deploy alone, against the running lab: point your own load generator at LB_URL.
+deploy: venv collection
+	@case "$(RELEASE)" in v1|v2|v3|broken|crash) ;; \
+	  *) echo "make deploy: RELEASE='$(RELEASE)': use RELEASE=v1, v2, v3, broken or crash" >&2; exit 2;; esac
+	@test -f .lab/$(LAB_NAME)/inventory.yml && $(LAB) status --name $(LAB_NAME) > /dev/null || { \
+	  echo "make deploy: lab $(LAB_NAME) is not up (or not reachable): run 'make lab-up' first" >&2; exit 2; }
+	@test -f $(RELEASES)/$(RELEASE).tar.gz || $(MAKE) --no-print-directory releases
+	@echo "LB_URL=$$(sed -n 's/^ *lab_lb_url: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' .lab/$(LAB_NAME)/inventory.yml)"
+	$(BIN)/ansible-playbook -i .lab/$(LAB_NAME)/inventory.yml playbooks/rolling.yml \
+	  -e hitless_release_src=$(RELEASES)/$(RELEASE).tar.gz \
+	  -e '{"rolling_environment": {"STARTUP_DELAY": "1"}, "rolling_drain_grace": 3}'
 
 clean: lab-down
 	rm -rf $(TMP)

@@ -42,6 +42,7 @@ def poll(address, backend, duration, interval, stop_file=None):
     client = RuntimeClient(address, timeout=1.0)
     samples, errors = [], 0
     t0 = time.monotonic()
+    t0_epoch = time.time()
     while not stop["now"] and time.monotonic() - t0 < duration:
         if stop_file and os.path.exists(stop_file):
             break
@@ -55,6 +56,7 @@ def poll(address, backend, duration, interval, stop_file=None):
     counts = [s[1] for s in samples]
     return {
         "backend": backend,
+        "t0_epoch": t0_epoch,
         "samples": samples,
         "errors": errors,
         "min_up": min(counts) if counts else None,
