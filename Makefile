@@ -76,7 +76,7 @@ molecule: deps
 	cd $(CURDIR) && $(BIN)/molecule test --all
 
 lint: venv collection
-	$(BIN)/ansible-lint --profile production roles playbooks
+	$(BIN)/ansible-lint --profile production roles playbooks molecule tests/lab/site.yml
 
 docs-check: venv collection
 	@for m in $$(ls plugins/modules/*.py | xargs -n1 basename | sed 's/\.py$$//'); do \
