@@ -29,8 +29,10 @@ import yaml
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(REPO, "tests", "probe"))
 
 import plot  # noqa: E402
+from _processes import spawn, stop  # noqa: E402
 
 BIN = os.path.dirname(os.path.abspath(sys.executable))
 PROBE = os.path.join(REPO, "tests", "probe", "loadprobe.py")
@@ -47,7 +49,6 @@ STEPS = ("preflight", "prepare", "clone", "route_to_clone", "upgrade", "post_sta
 DEPLOY_VARS = {"rolling_environment": {"STARTUP_DELAY": "1"}, "rolling_drain_grace": 3}
 RATE = 50.0
 PLAYBOOK_TIMEOUT = 240
-STOP_TIMEOUT = 20.0
 BIN_S = 0.5
 
 class DemoError(Exception):
@@ -127,29 +128,6 @@ def ansible_env(extra=None):
 
 # --- one deploy under the probe ------------------------------------------------------------------
 
-def _spawn(argv, log):
-    with open(log, "w") as handle:
-        return subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
-
-
-def _stop(procs, stop_file):
-    """Stop file first, then SIGTERM, then SIGKILL, each process by its own PID."""
-    with open(stop_file, "w"):
-        pass
-    deadline = time.monotonic() + STOP_TIMEOUT
-    for proc in procs:
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-
-
 def _load(path, log):
     try:
         with open(path) as handle:
@@ -215,12 +193,12 @@ def run_deploy(lab, release, workdir, extra_vars=None, before_s=5.0, tail_s=2.0,
         for lb in lab.lb_hosts:
             address = lab.hosts[lb]
             out = os.path.join(workdir, "probe-%s.json" % lb)
-            procs.append(_spawn([sys.executable, PROBE, "--url", "http://%s:80" % address,
+            procs.append(spawn([sys.executable, PROBE, "--url", "http://%s:80" % address,
                                  "--duration", str(bound), "--rate", str(rate / len(lab.lb_hosts)),
                                  "--stop-file", stop_file, "--out", out], out[:-5] + ".log"))
             outputs[("probe", lb)] = (out, out[:-5] + ".log")
             out = os.path.join(workdir, "poll-%s.json" % lb)
-            procs.append(_spawn([sys.executable, POLLER,
+            procs.append(spawn([sys.executable, POLLER,
                                  "--admin", "%s:%d" % (address, ADMIN_PORT), "--backend", APP,
                                  "--duration", str(bound), "--stop-file", stop_file,
                                  "--out", out], out[:-5] + ".log"))
@@ -236,7 +214,7 @@ def run_deploy(lab, release, workdir, extra_vars=None, before_s=5.0, tail_s=2.0,
         ended = time.time()
         time.sleep(tail_s)
     finally:
-        _stop(procs, stop_file)
+        stop(procs, stop_file)
     probes = {lb: _load(*outputs[("probe", lb)]) for lb in lab.lb_hosts}
     pollers = {}
     for lb in lab.lb_hosts:

@@ -1,0 +1,288 @@
+"""Run a deploy playbook against a lab under the load probe and the ``show stat`` poller.
+
+``deploy(lab, ...)`` starts one probe per LB host (the rate split between them, each with its
+SSE client) and one poller per LB host, runs ``ansible-playbook``, lets the probes watch the
+result for a moment, then stops them through their stop file; every process is bounded in time
+and stopped in ``finally``. ``check_clean(lab, ...)`` reads the hosts afterwards.
+"""
+import concurrent.futures
+import glob
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))))
+BIN = os.path.dirname(sys.executable)
+PROBE = os.path.join(REPO, "tests", "probe", "loadprobe.py")
+POLLER = os.path.join(REPO, "tests", "probe", "statpoller.py")
+COLLECTIONS = os.path.join(REPO, ".tmp", "collections")
+sys.path.insert(0, os.path.dirname(PROBE))
+
+from _processes import spawn, stop  # noqa: E402
+# The client the modules use; tests/conftest.py puts the collection on sys.path.
+from ansible_collections.hitless.deploy.plugins.module_utils._haproxy_runtime import (  # noqa: E402
+    RuntimeClient)
+
+APP = "demo"
+PORT = 8080
+CLONE_PORT = 8081
+ROOT = "/srv/demo"
+ADMIN_PORT = 9999
+# Quick deploys for tests: drain grace and check deadline short, the app starts in 1 s.
+FAST = {"rolling_environment": {"STARTUP_DELAY": "1"}, "rolling_drain_grace": 3,
+        "rolling_check_deadline": 8}
+RATE = 50.0
+PLAYBOOK_TIMEOUT = 300
+WARMUP_S = 1.0   # the probes and pollers must watch the state before the deploy
+TAIL_S = 1.5     # ... and after it, to see who serves at the end
+
+RECAP_RE = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+"
+                      r"failed=(\d+)\s+skipped=(\d+)\s+rescued=(\d+)\s+ignored=(\d+)", re.M)
+RECAP_KEYS = ("ok", "changed", "unreachable", "failed", "skipped", "rescued", "ignored")
+
+
+class DeployResult:
+    """What one playbook run did and what the probes and pollers saw meanwhile."""
+
+    def __init__(self, rc, output, probes, pollers, records, started, ended, seconds):
+        self.rc = rc
+        self.output = output
+        self.probes = probes      # LB host -> probe result
+        self.pollers = pollers    # LB host -> poller result
+        self.records = records    # app host -> deploy record (rolling_report_dir)
+        self.started = started    # epoch seconds of the playbook's start and end
+        self.ended = ended
+        self.seconds = seconds
+        self.recap = {m.group(1): dict(zip(RECAP_KEYS, map(int, m.groups()[1:])))
+                      for m in RECAP_RE.finditer(output)}
+
+    @property
+    def requests(self):
+        return sum(p["requests"] for p in self.probes.values())
+
+    @property
+    def failed(self):
+        return sum(p["failed"] for p in self.probes.values())
+
+    @property
+    def failures(self):
+        return [dict(f, lb=lb) for lb, p in self.probes.items() for f in p["failures"]]
+
+    @property
+    def by_instance(self):
+        merged = {}
+        for probe in self.probes.values():
+            for key, count in probe["by_instance"].items():
+                merged[key] = merged.get(key, 0) + count
+        return merged
+
+    @property
+    def by_version(self):
+        merged = {}
+        for probe in self.probes.values():
+            for key, count in probe["by_version"].items():
+                merged[key] = merged.get(key, 0) + count
+        return merged
+
+    def versions_from(self, host, port):
+        """Versions that answered from instance ``host:port``."""
+        return {r["version"] for probe in self.probes.values() for r in probe["records"]
+                if r["ok"] and (r["host"], r["port"]) == (host, port)}
+
+    def answered_after_end(self):
+        """``{(host, version)}`` of the answers to requests sent after the playbook ended."""
+        seen = set()
+        for probe in self.probes.values():
+            after = self.ended - probe["t0_epoch"]
+            seen.update((r["host"], r["version"]) for r in probe["records"]
+                        if r["ok"] and r["start"] > after)
+        return seen
+
+    def tail(self, lines=40):
+        return "\n".join(self.output.splitlines()[-lines:])
+
+    def summary(self):
+        return ("rc %d in %.1f s; requests %d, failed %d, versions %s, instances %s, min UP %s, "
+                "servers seen %s" % (
+                    self.rc, self.seconds, self.requests, self.failed, self.by_version,
+                    self.by_instance, {lb: p["min_up"] for lb, p in self.pollers.items()},
+                    {lb: p["servers_seen"] for lb, p in self.pollers.items()}))
+
+
+def ansible_env():
+    env = dict(os.environ)
+    env.update({
+        "PATH": BIN + os.pathsep + env.get("PATH", ""),
+        # As tests/conftest.py: a collections path set by the caller wins.
+        "ANSIBLE_COLLECTIONS_PATH": env.get("ANSIBLE_COLLECTIONS_PATH") or COLLECTIONS,
+        "ANSIBLE_PIPELINING": "True",
+        "ANSIBLE_HOST_KEY_CHECKING": "False",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_RETRY_FILES_ENABLED": "False",
+    })
+    return env
+
+
+def lb_hosts(lab):
+    return lab.groups["haproxy"]
+
+
+def _load(path, log):
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (OSError, ValueError) as exc:
+        with open(log) as handle:
+            raise AssertionError("no result in %s (%s); its output:\n%s"
+                                 % (path, exc, handle.read()))
+
+
+def deploy(lab, workdir, playbook="rolling.yml", release=None, extra_vars=None,
+           timeout=PLAYBOOK_TIMEOUT):
+    """Run ``playbooks/PLAYBOOK`` on ``lab`` under probes and pollers; return a DeployResult.
+
+    ``release`` names an archive of $HITLESS_RELEASES (``v2`` -> ``v2.tar.gz``) passed as
+    ``hitless_release_src``; ``extra_vars`` are added to the quick test settings (FAST).
+    ``workdir`` (a test's tmp_path) keeps the probe and poller results, their logs, the
+    playbook's output and the deploy records for a look after a failure.
+    """
+    workdir = str(workdir)
+    report_dir = os.path.join(workdir, "records")
+    stop_file = os.path.join(workdir, "stop")
+    variables = dict(FAST, rolling_report_dir=report_dir)
+    if release:
+        variables["hitless_release_src"] = os.path.join(os.environ["HITLESS_RELEASES"],
+                                                        release + ".tar.gz")
+    variables.update(extra_vars or {})
+    cmd = [os.path.join(BIN, "ansible-playbook"), "-i", lab.inventory,
+           os.path.join(REPO, "playbooks", playbook), "-e", json.dumps(variables)]
+    bound = timeout + WARMUP_S + TAIL_S + 30
+    lbs = lb_hosts(lab)
+    procs, outputs = [], {}
+    try:
+        for lb in lbs:
+            address = lab.hosts[lb]
+            out = os.path.join(workdir, "probe-%s.json" % lb)
+            log = out[:-5] + ".log"
+            procs.append(spawn([sys.executable, PROBE, "--url", "http://%s:80" % address,
+                                 "--duration", str(bound), "--rate", str(RATE / len(lbs)),
+                                 "--stop-file", stop_file, "--out", out], log))
+            outputs[("probe", lb)] = (out, log)
+            out = os.path.join(workdir, "poll-%s.json" % lb)
+            log = out[:-5] + ".log"
+            procs.append(spawn([sys.executable, POLLER,
+                                 "--admin", "%s:%d" % (address, ADMIN_PORT),
+                                 "--backend", APP, "--duration", str(bound),
+                                 "--stop-file", stop_file, "--out", out], log))
+            outputs[("poll", lb)] = (out, log)
+        time.sleep(WARMUP_S)
+        started = time.time()
+        try:
+            proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                  timeout=timeout, env=ansible_env(), cwd=REPO, check=False)
+            rc, output = proc.returncode, proc.stdout + proc.stderr
+        except subprocess.TimeoutExpired as exc:
+            partial = exc.stdout or ""
+            if isinstance(partial, bytes):
+                partial = partial.decode(errors="replace")
+            rc, output = -1, "%s\nTIMEOUT after %d s: %s" % (
+                partial, timeout, " ".join(map(shlex.quote, cmd)))
+        ended = time.time()
+        with open(os.path.join(workdir, "playbook.log"), "w") as handle:
+            handle.write(output)
+        time.sleep(TAIL_S)
+    finally:
+        stop(procs, stop_file)
+    probes = {lb: _load(*outputs[("probe", lb)]) for lb in lbs}
+    pollers = {lb: _load(*outputs[("poll", lb)]) for lb in lbs}
+    records = {}
+    for path in glob.glob(os.path.join(report_dir, "*.json")):
+        with open(path) as handle:
+            records[os.path.basename(path)[:-5]] = json.load(handle)
+    return DeployResult(rc, output, probes, pollers, records, started, ended, ended - started)
+
+
+# --- checks on the hosts afterwards --------------------------------------------------------
+
+def sh(lab, host, command):
+    proc = lab.ssh(host, command)
+    assert proc.returncode == 0, (host, command, proc.stdout, proc.stderr)
+    return proc.stdout.strip()
+
+
+def show_stat(lab, lb):
+    """``{(backend, server): status}`` of every server of every backend of HAProxy on ``lb``."""
+    rows = RuntimeClient("%s:%d" % (lab.hosts[lb], ADMIN_PORT), timeout=5).show_stat()
+    return {(row["pxname"], row["svname"]): row.get("status") or ""
+            for row in rows if row["svname"] not in ("FRONTEND", "BACKEND")}
+
+
+def host_state(lab, host):
+    """What a deploy may change on an app host, as text, to compare before and after."""
+    return sh(lab, host, "cd %s && readlink current previous; ls -A releases .hitless/bad 2>&1; "
+                         "systemctl list-units '%s@*' --all --plain --no-legend | sort"
+              % (ROOT, APP))
+
+
+def current_release(lab, host):
+    return os.path.basename(sh(lab, host, "readlink %s/current" % ROOT))
+
+
+# One ssh round trip per host: the state check_clean needs, as KEY=VALUE lines.
+CLEAN_STATE = (
+    "echo clone=$(systemctl is-active {app}@{clone}); "
+    "echo drop_in=$(test -e /run/systemd/system/{app}@{clone}.service.d && echo yes || echo no); "
+    "echo current=$(readlink {root}/current); "
+    "echo running=$(systemctl list-units '{app}@*' --all --plain --no-legend "
+    "| awk '$3 != \"inactive\" {{print $1}}')"
+).format(app=APP, clone=CLONE_PORT, root=ROOT)
+
+
+def check_clean(lab, release, app_hosts=None):
+    """No clone anywhere, every original in service, ``current`` -> ``release`` on each host."""
+    app_hosts = app_hosts or lab.groups["app"]
+    with concurrent.futures.ThreadPoolExecutor(len(app_hosts)) as pool:
+        states = dict(zip(app_hosts, pool.map(lambda h: lab.ssh(h, CLEAN_STATE), app_hosts)))
+    for host, proc in states.items():
+        assert proc.returncode == 0, (host, proc.stdout, proc.stderr)
+        state = dict(line.split("=", 1) for line in proc.stdout.splitlines())
+        assert state["clone"] != "active", "%s: the clone %s@%d still runs" % (
+            host, APP, CLONE_PORT)
+        assert state["drop_in"] == "no", "%s: the clone's drop-in directory is still there" % host
+        current = os.path.basename(state["current"])
+        assert current == release, "%s: current is %s, expected %s" % (host, current, release)
+        assert state["running"].split() == ["%s@%d.service" % (APP, PORT)], (host, state)
+    for lb in lb_hosts(lab):
+        servers = show_stat(lab, lb)
+        clones = [key for key in servers if key[1].endswith("-clone")]
+        assert not clones, "%s still has clone servers: %s" % (lb, clones)
+        for host in lab.groups["app"]:
+            assert servers.get((APP, host), "").startswith("UP"), (lb, host, servers)
+
+
+def check_under_load(result, swapped, app_hosts):
+    """Zero failed requests; capacity never below the app hosts; clones seen where swapped."""
+    assert result.failed == 0, "%d failed of %d requests; first ones: %s" % (
+        result.failed, result.requests, result.failures[:5])
+    for lb, probe in result.probes.items():
+        assert probe["requests"] > 0 and probe["sse"]["connects"] > 0, (lb, probe["sse"])
+        assert probe["sse"]["errors"] == 0, (lb, probe["sse"])
+    for lb, poller in result.pollers.items():
+        # A sample lost is a moment unobserved: the minimum would prove less.
+        assert poller["errors"] == 0 and len(poller["samples"]) > 20, (
+            lb, poller["errors"], len(poller["samples"]))
+        assert poller["min_up"] is not None and poller["min_up"] >= len(app_hosts), (
+            "%s: %s UP servers at the worst moment, %d app hosts" % (
+                lb, poller["min_up"], len(app_hosts)))
+        for host in app_hosts:
+            seen = host + "-clone" in poller["servers_seen"]
+            assert seen == (host in swapped), (lb, host, poller["servers_seen"])
+    for host in app_hosts:
+        answered = "%s:%d" % (host, CLONE_PORT) in result.by_instance
+        assert answered == (host in swapped), (host, result.by_instance)

@@ -1,0 +1,184 @@
+"""The rolling deploy on the session lab (lb1 in front of app1 and app2), under load.
+
+Every deploy runs under the load probe (keep-alive, fresh, /slow and SSE clients at ~50 req/s)
+and a 50 ms ``show stat`` poller; one failed request fails the test. The tests build on each
+other IN THIS ORDER (the lab starts on v1, as tests/lab/site.yml leaves it):
+
+  (a) v1 -> v2, serial 1 -> idempotence (v2 again) -> (d) broken, rolled back, then refused
+  -> (e) crash, rolled back -> (g) hitless.deploy.rollback back to v1, both hosts at once.
+
+A test whose prerequisite did not pass is skipped, naming it.
+"""
+import json
+import os
+import re
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _deploy import (CLONE_PORT, ROOT, check_clean, check_under_load,  # noqa: E402
+                     current_release, deploy, host_state, sh)
+
+PHASES = ["preflight", "prepare", "clone", "route_to_clone", "upgrade", "post_start",
+          "route_back", "cleanup"]
+DONE = set()
+FATAL_RE = re.compile(r"^fatal: \[(\S+)\]: FAILED! => (\{.*\})$", re.M)
+
+
+def require(*steps):
+    missing = [step for step in steps if step not in DONE]
+    if missing:
+        pytest.skip("builds on the earlier test(s) %s, which did not pass" % ", ".join(missing))
+
+
+def rolling_failures(result):
+    """``{host: msg}`` of the play's final failure messages (the role's own ``fail``)."""
+    found = {}
+    for match in FATAL_RE.finditer(result.output):
+        msg = json.loads(match.group(2)).get("msg", "")
+        if msg.startswith("hitless.deploy.rolling failed on "):
+            found[match.group(1)] = msg
+    return found
+
+
+def check_records(result, hosts, outcome, release, from_release):
+    for host in hosts:
+        record = result.records[host]
+        assert (record["outcome"], record["release"], record["from_release"]) == (
+            outcome, release, from_release), record
+
+
+def previous_release(lab, host):
+    return os.path.basename(sh(lab, host, "readlink %s/previous" % ROOT))
+
+
+def failed_deploy(lab, workdir, release):
+    """Deploy ``release``; return the result and what ``previous`` was on each host before."""
+    previous = {h: previous_release(lab, h) for h in lab.groups["app"]}
+    return deploy(lab, workdir, release=release), previous
+
+
+def check_rolled_back(lab, result, previous, release, step, cause):
+    """Deploy of ``release`` failed at ``step`` on the first app host, v2 serves again."""
+    first, rest = lab.groups["app"][0], lab.groups["app"][1:]
+    assert result.rc != 0, result.tail()
+    messages = rolling_failures(result)
+    assert list(messages) == [first], result.tail(60)
+    message = messages[first]
+    prefix = "hitless.deploy.rolling failed on %s at step %s " % (first, step)
+    assert message.startswith(prefix), message
+    assert re.search(cause, message), message
+    assert "Rolled back: release v2 serves from the original again" in message, message
+    assert "release %s is marked bad" % release in message, message
+    # The clone stood in while the original tried the new release; nobody ever saw it answer.
+    check_under_load(result, swapped=[first], app_hosts=lab.groups["app"])
+    assert release not in result.by_version, result.by_version
+    assert result.versions_from(first, CLONE_PORT) == {"v2"}, result.by_instance
+    check_clean(lab, "v2")
+    bad = json.loads(sh(lab, first, "cat %s/.hitless/bad/%s" % (ROOT, release)))
+    assert bad["step"] == step, bad
+    record = result.records[first]
+    assert record["outcome"] == "failed" and record["failure"]["step"] == step, record
+    assert [s["step"] for s in record["steps"]] == PHASES[:PHASES.index(step) + 1] + ["rollback"]
+    # max_fail_percentage 0: the rollout stopped at the first host.
+    assert not set(rest) & set(result.records), result.records.keys()
+    assert not set(rest) & set(result.recap), result.recap
+    # Else hitless.deploy.rollback would find the serving release as the one to go back to.
+    assert previous_release(lab, first) == previous[first], (
+        "%s: previous is %s after the rollback, it was %s before the deploy" % (
+            first, previous_release(lab, first), previous[first]))
+
+
+def test_a_v1_to_v2_two_app_hosts_serial_1(lab, tmp_path):
+    apps = lab.groups["app"]
+    assert [current_release(lab, h) for h in apps] == ["v1"] * len(apps), (
+        "the session lab must serve v1 when this module starts")
+    result = deploy(lab, tmp_path, release="v2", extra_vars={"hitless_serial": 1})
+    assert result.rc == 0, result.tail()
+    check_under_load(result, swapped=apps, app_hosts=apps)
+    check_clean(lab, "v2")
+    assert result.answered_after_end() == {(h, "v2") for h in apps}, result.answered_after_end()
+    check_records(result, apps, "deployed", "v2", "v1")
+    for host in apps:
+        assert result.versions_from(host, CLONE_PORT) == {"v1"}, result.by_instance
+        record = result.records[host]
+        assert [s["step"] for s in record["steps"]] == PHASES, record["steps"]
+        assert float(record["clone_lifetime"]) > 0, record
+    # serial 1: the second host starts after the first one is done, never two clones at once.
+    first, second = (result.records[h] for h in apps)
+    assert float(second["started_at"]) >= float(first["started_at"]) + sum(
+        s["seconds"] for s in first["steps"]), (first, second)
+    for lb, poller in result.pollers.items():
+        both = [s[0] for s in poller["samples"] if sum(n.endswith("-clone") for n in s[2]) > 1]
+        assert not both, "%s had two clones at %s s" % (lb, both[:5])
+    print(result.summary())
+    DONE.add("a")
+
+
+def test_second_deploy_of_the_same_release_changes_nothing(lab, tmp_path):
+    require("a")
+    apps = lab.groups["app"]
+    before = {h: host_state(lab, h) for h in apps}
+    # Both hosts in one batch: nothing to swap, so serial does not matter and this is quicker.
+    result = deploy(lab, tmp_path, release="v2", extra_vars={"hitless_serial": "100%"})
+    assert result.rc == 0, result.tail()
+    assert set(result.recap) == set(apps), result.recap
+    assert {h: r["changed"] for h, r in result.recap.items()} == dict.fromkeys(apps, 0), (
+        result.recap, result.tail(60))
+    check_under_load(result, swapped=(), app_hosts=apps)
+    check_clean(lab, "v2")
+    assert {h: host_state(lab, h) for h in apps} == before
+    check_records(result, apps, "unchanged", "v2", "v2")
+    print(result.summary())
+
+
+# (d) a release whose checks never pass, (e) one that dies at start.
+@pytest.mark.parametrize("release, step, cause", [
+    ("broken", "post_start", r"post_start checks failed.*health.*status 503"),
+    ("crash", "upgrade", r"demo@8080\S* died while starting"),
+])
+def test_failing_release_is_rolled_back_and_marked_bad(lab, tmp_path, release, step, cause):
+    require("a")
+    rest = lab.groups["app"][1:]
+    untouched = {h: host_state(lab, h) for h in rest}
+    result, previous = failed_deploy(lab, tmp_path, release)
+    check_rolled_back(lab, result, previous, release, step, cause)
+    assert {h: host_state(lab, h) for h in rest} == untouched
+    print(result.summary())
+    DONE.add(release)
+
+
+def test_d_broken_release_is_refused_in_preflight(lab, tmp_path):
+    require("broken")
+    apps = lab.groups["app"]
+    first = apps[0]
+    before = {h: host_state(lab, h) for h in apps}
+    result = deploy(lab, tmp_path, release="broken")
+    assert result.rc != 0, result.tail()
+    message = rolling_failures(result).get(first, "")
+    assert message.startswith("hitless.deploy.rolling failed on %s at step preflight " % first), (
+        result.tail(60))
+    assert "release broken must not be marked bad (it is: %s/.hitless/bad/broken)" % ROOT in message
+    assert message.endswith("Nothing was changed."), message
+    check_under_load(result, swapped=(), app_hosts=apps)
+    check_clean(lab, "v2")
+    assert {h: host_state(lab, h) for h in apps} == before
+    assert result.recap[first]["changed"] == 0, (result.recap, result.tail(60))
+    print(result.summary())
+
+
+def test_g_rollback_playbook_moves_back_to_the_previous_release(lab, tmp_path):
+    require("a")
+    apps = lab.groups["app"]
+    # Both hosts in one batch (serial as a percentage): two clones stand in at once.
+    result = deploy(lab, tmp_path, playbook="rollback.yml", extra_vars={"hitless_serial": "100%"})
+    assert result.rc == 0, result.tail()
+    check_under_load(result, swapped=apps, app_hosts=apps)
+    check_clean(lab, "v1")
+    assert result.answered_after_end() == {(h, "v1") for h in apps}, result.answered_after_end()
+    check_records(result, apps, "deployed", "v1", "v2")
+    for host in apps:
+        assert result.versions_from(host, CLONE_PORT) == {"v2"}, result.by_instance
+    print(result.summary())

@@ -1,0 +1,33 @@
+"""Start the probes and pollers in the background and stop them again, each by its own PID.
+
+The demo and the deploy tests share this: a probe gets a stop file first so it can let its
+in-flight requests finish and write its result; only one that ignores it is signalled.
+"""
+import subprocess
+import time
+
+STOP_TIMEOUT = 20.0  # a probe lets in-flight requests finish (their timeout is 10 s)
+
+
+def spawn(argv, log):
+    """Start ``argv`` with its output in the file ``log``."""
+    with open(log, "w") as handle:
+        return subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+
+
+def stop(procs, stop_file, timeout=STOP_TIMEOUT):
+    """Stop file first, then SIGTERM, then SIGKILL, each process by its own PID."""
+    with open(stop_file, "w"):
+        pass
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
