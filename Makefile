@@ -123,7 +123,7 @@ deploy: venv collection
 	  echo "make deploy: lab $(LAB_NAME) is not up (or not reachable): run 'make lab-up' first" >&2; exit 2; }
 	@test -f $(RELEASES)/$(RELEASE).tar.gz || $(MAKE) --no-print-directory releases
 	@echo "LB_URL=$$(sed -n 's/^ *lab_lb_url: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' .lab/$(LAB_NAME)/inventory.yml)"
-	$(BIN)/ansible-playbook -i .lab/$(LAB_NAME)/inventory.yml playbooks/rolling.yml \
+	$(BIN)/ansible-playbook -i .lab/$(LAB_NAME)/inventory.yml hitless.deploy.rolling \
 	  -e hitless_release_src=$(RELEASES)/$(RELEASE).tar.gz \
 	  -e '{"rolling_environment": {"STARTUP_DELAY": "1"}, "rolling_drain_grace": 3}'
 

@@ -4,7 +4,7 @@
     demo.py --name lab [--release v2]
 
 Starts one load probe and one ``show stat`` poller per load balancer of the lab, runs
-``playbooks/rolling.yml`` to the release, stops them, then prints each host's step timeline,
+``hitless.deploy.rolling`` to the release, stops them, then prints each host's step timeline,
 its clone's lifetime, ``requests: N, failed: F``, the latency before and during the deploy and
 the fewest UP servers seen, and writes ``.tmp/demo/deploy.svg``. Exits non-zero when a request
 failed or the playbook failed.
@@ -37,7 +37,7 @@ from _processes import spawn, stop  # noqa: E402
 BIN = os.path.dirname(os.path.abspath(sys.executable))
 PROBE = os.path.join(REPO, "tests", "probe", "loadprobe.py")
 POLLER = os.path.join(REPO, "tests", "probe", "statpoller.py")
-PLAYBOOK = os.path.join(REPO, "playbooks", "rolling.yml")
+PLAYBOOK = "hitless.deploy.rolling"  # by its FQCN, as users run it
 COLLECTIONS = os.path.join(REPO, ".tmp", "collections")
 RELEASES = os.environ.get("HITLESS_RELEASES") or os.path.join(REPO, ".tmp", "releases")
 
@@ -206,7 +206,7 @@ def run_deploy(lab, release, workdir, extra_vars=None, before_s=5.0, tail_s=2.0,
         time.sleep(before_s)
         if echo:
             print("ansible-playbook -i %s %s -e %s" % (
-                os.path.relpath(lab.inventory, REPO), os.path.relpath(PLAYBOOK, REPO),
+                os.path.relpath(lab.inventory, REPO), PLAYBOOK,
                 shlex.quote(json.dumps(variables))), flush=True)
         started = time.time()
         rc, output = _run_playbook(cmd, ansible_env(env), os.path.join(workdir, "playbook.log"),

@@ -143,9 +143,10 @@ def _load(path, log):
                                  % (path, exc, handle.read()))
 
 
-def deploy(lab, workdir, playbook="rolling.yml", release=None, extra_vars=None,
+def deploy(lab, workdir, playbook="rolling", release=None, extra_vars=None,
            timeout=PLAYBOOK_TIMEOUT):
-    """Run ``playbooks/PLAYBOOK`` on ``lab`` under probes and pollers; return a DeployResult.
+    """Run the playbook ``hitless.deploy.PLAYBOOK`` on ``lab`` under probes and pollers, by its
+    FQCN as users do; return a DeployResult.
 
     ``release`` names an archive of $HITLESS_RELEASES (``v2`` -> ``v2.tar.gz``) passed as
     ``hitless_release_src``; ``extra_vars`` are added to the quick test settings (FAST).
@@ -161,7 +162,7 @@ def deploy(lab, workdir, playbook="rolling.yml", release=None, extra_vars=None,
                                                         release + ".tar.gz")
     variables.update(extra_vars or {})
     cmd = [os.path.join(BIN, "ansible-playbook"), "-i", lab.inventory,
-           os.path.join(REPO, "playbooks", playbook), "-e", json.dumps(variables)]
+           "hitless.deploy." + playbook, "-e", json.dumps(variables)]
     bound = timeout + WARMUP_S + TAIL_S + 30
     lbs = lb_hosts(lab)
     procs, outputs = [], {}

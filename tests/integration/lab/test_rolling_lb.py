@@ -173,7 +173,7 @@ def test_g_rollback_playbook_moves_back_to_the_previous_release(lab, tmp_path):
     require("a")
     apps = lab.groups["app"]
     # Both hosts in one batch (serial as a percentage): two clones stand in at once.
-    result = deploy(lab, tmp_path, playbook="rollback.yml", extra_vars={"hitless_serial": "100%"})
+    result = deploy(lab, tmp_path, playbook="rollback", extra_vars={"hitless_serial": "100%"})
     assert result.rc == 0, result.tail()
     check_under_load(result, swapped=apps, app_hosts=apps)
     check_clean(lab, "v1")
