@@ -1,10 +1,13 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Controller side of hitless.deploy.release: push a controller ``src`` to the host's remote tmp.
+"""Controller side of hitless.deploy.release: push a controller ``src`` to the host's remote tmp
+and render ``templates`` here, so the host gets one module call with everything it needs.
 
 Modelled on ansible.builtin.unarchive's action plugin. A directory on the controller is packed
 into an uncompressed tar whose owners and times are normalized, so the digest the module records
-only changes when names, modes, contents or link targets change.
+only changes when names, modes, contents or link targets change. Templates are rendered with the
+template lookup (the task's variables, its search path) and reach the module as ``files``, whose
+content the module never logs.
 """
 
 import os
@@ -12,9 +15,11 @@ import tarfile
 import tempfile
 
 from ansible.errors import AnsibleError
+from ansible.module_utils.common.collections import is_sequence
 from ansible.module_utils.common.text.converters import to_text
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
+from ansible.plugins.loader import lookup_loader
 
 
 def _normalize(info):
@@ -37,6 +42,29 @@ def pack_directory(path):
     return archive
 
 
+class TemplateError(Exception):
+    pass
+
+
+def check_templates(templates):
+    """Return ``[(src, dest, mode)]`` from the ``templates`` option, or raise TemplateError."""
+    if templates is None:
+        return []
+    if not is_sequence(templates):
+        raise TemplateError("templates must be a list of {src, dest, mode}, got %r" % (templates,))
+    checked = []
+    for index, entry in enumerate(templates):
+        if not isinstance(entry, dict) or not entry.get("src") or not entry.get("dest"):
+            raise TemplateError("templates[%d] must have src and dest, got %r" % (index, entry))
+        unknown = set(entry) - {"src", "dest", "mode"}
+        if unknown:
+            raise TemplateError("templates[%d] has unknown keys %s (known: src, dest, mode)"
+                                % (index, ", ".join(sorted(unknown))))
+        checked.append((to_text(entry["src"]), to_text(entry["dest"]),
+                        to_text(entry.get("mode") or "0640")))
+    return checked
+
+
 class ActionModule(ActionBase):
 
     TRANSFERS_FILES = True
@@ -51,6 +79,13 @@ class ActionModule(ActionBase):
         src = args.get("src")
         local_tmp = None
         try:
+            try:
+                rendered = self._render(check_templates(args.pop("templates", None)), task_vars)
+            except TemplateError as e:
+                result.update(failed=True, param="templates", msg=to_text(e))
+                return result
+            if rendered:
+                args["files"] = list(args.get("files") or []) + rendered
             if src and not boolean(args.get("remote_src", False), strict=False):
                 try:
                     source = self._find_needle("files", os.path.expanduser(to_text(src)))
@@ -75,3 +110,19 @@ class ActionModule(ActionBase):
             self._remove_tmp_path(self._connection._shell.tmpdir)
             if local_tmp:
                 os.unlink(local_tmp)
+
+    def _render(self, templates, task_vars):
+        """The ``files`` entries that ``templates`` render to, here on the controller."""
+        if not templates:
+            return []
+        lookup = lookup_loader.get("ansible.builtin.template", loader=self._loader,
+                                   templar=self._templar)
+        files = []
+        for src, dest, mode in templates:
+            try:
+                content = lookup.run([src], variables=task_vars)[0]
+            except AnsibleError as e:
+                raise TemplateError("templates: cannot render %s for %s: %s"
+                                    % (src, dest, to_text(e)))
+            files.append(dict(path=dest, content=to_text(content), mode=mode))
+        return files

@@ -22,6 +22,9 @@ import tarfile
 import uuid
 import zipfile
 
+from ansible_collections.hitless.deploy.plugins.module_utils._release_files import (
+    check_files, write_files)
+
 RECORD = ".hitless-release.json"
 PIN_DIR = "/run/systemd/system"
 PIN_FILE = "hitless-pin.conf"
@@ -654,10 +657,16 @@ def run(params, check_mode):
     pins = pinned_releases(layout, params.get("pin_dir") or PIN_DIR)
     plan = dict(before, releases=list(before["releases"]))
     changed = False
+    files = check_files(params.get("files"))
+    if files and state not in ("present", "current"):
+        raise ReleaseError("files can only be written with state present or current", "files")
+    written = []
     if state in ("present", "current"):
         changed |= ensure_release(layout, name, params.get("src"), shared, uid, gid, before, pins, check_mode)
         if name not in plan["releases"]:
             plan["releases"].append(name)
+        written = write_files(layout.release(name), files, uid, gid, check_mode)
+        changed |= bool(written)
     if state == "current":
         changed |= switch(layout, name, plan, check_mode, move_previous=True)
     elif state == "rollback":
@@ -686,5 +695,6 @@ def run(params, check_mode):
         "previous": after["previous"],
         "pruned": pruned,
         "pinned": sorted(pins),
+        "files_changed": written,
         "diff": {"before": before, "after": after},
     }

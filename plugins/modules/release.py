@@ -30,7 +30,8 @@ attributes:
     description: Shows C(current), C(previous) and the list of releases before and after.
   action:
     support: full
-    description: An action plugin pushes a controller-side O(src) to the host first.
+    description: An action plugin pushes a controller-side O(src) to the host and renders
+      O(templates) on the controller first.
 options:
   root:
     description: Directory holding C(releases/), C(shared/), C(current) and C(previous).
@@ -96,6 +97,51 @@ options:
     description: Where the drop-ins of pinned instances live (C(PIN_DIR/*.service.d/hitless-pin.conf)).
     type: path
     default: /run/systemd/system
+  files:
+    description:
+      - Files written into the release once it is unpacked (or into the existing release), with
+        O(state) V(present) or V(current), such as rendered configuration or an environment file.
+      - Each is replaced by a rename, only when its content, mode or owner differ, and owned by
+        O(owner)/O(group). A path that is, or passes through, a symlink (a O(shared) path) is
+        refused, so the serving release is never written to through a link.
+      - Contents are never logged.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: Path relative to the release directory; missing directories are created.
+        type: str
+        required: true
+      content:
+        description: The whole content of the file.
+        type: str
+        required: true
+      mode:
+        description: Permissions, an octal string.
+        type: str
+        default: "0640"
+  templates:
+    description:
+      - Jinja2 templates on the controller (searched like M(ansible.builtin.template)'s C(src)),
+        rendered there with the task's variables and written into the release like O(files).
+      - Rendered by the action plugin; the host only receives the result.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      src:
+        description: The template on the controller.
+        type: path
+        required: true
+      dest:
+        description: Path relative to the release directory.
+        type: str
+        required: true
+      mode:
+        description: Permissions, an octal string.
+        type: str
+        default: "0640"
 notes:
   - Unpacked files never get setuid, setgid or sticky bits or group/other write permission, like
     Python's tarfile C(data) filter; owners come from O(owner)/O(group), not from the archive.
@@ -118,6 +164,19 @@ EXAMPLES = r"""
     group: demo
     state: current
     keep: 5
+
+- name: Stage v3 with its configuration and environment, rendered on the controller
+  hitless.deploy.release:
+    root: /srv/demo
+    name: v3
+    src: "{{ releases_dir }}/v3.tar.gz"
+    group: demo
+    templates:
+      - src: app.ini.j2
+        dest: config/app.ini
+    files:
+      - path: .env
+        content: "{{ app_environment | hitless.deploy.systemd_environment }}"
 
 - name: Unpack an archive already on the host without switching
   hitless.deploy.release:
@@ -166,6 +225,13 @@ pinned:
   type: list
   elements: str
   sample: [v1]
+files_changed:
+  description: Paths of O(files) and O(templates), relative to the release, that were written
+    (or would be, in check mode).
+  returned: success
+  type: list
+  elements: str
+  sample: [.env]
 diff:
   description: C(current), C(previous) and the sorted list of releases, before and after.
   returned: success
@@ -178,6 +244,7 @@ diff:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.hitless.deploy.plugins.module_utils._release import ReleaseError, run
+from ansible_collections.hitless.deploy.plugins.module_utils._release_files import FilesError
 
 
 def main():
@@ -193,6 +260,11 @@ def main():
             state=dict(type="str", default="present", choices=["present", "current", "rollback", "absent"]),
             keep=dict(type="int", default=0),
             pin_dir=dict(type="path", default="/run/systemd/system"),
+            files=dict(type="list", elements="dict", default=[], options=dict(
+                path=dict(type="str", required=True),
+                content=dict(type="str", required=True, no_log=True),
+                mode=dict(type="str", default="0640"),
+            )),
         ),
         required_if=[
             ("state", "present", ["name"]),
@@ -203,7 +275,7 @@ def main():
     )
     try:
         result = run(module.params, module.check_mode)
-    except ReleaseError as e:
+    except (ReleaseError, FilesError) as e:
         msg = e.msg if not e.param or e.msg.startswith(e.param) else "%s: %s" % (e.param, e.msg)
         module.fail_json(msg=msg, param=e.param)
     except (IOError, OSError) as e:

@@ -3,6 +3,7 @@
 ``src`` is a controller path, so the action plugin's push to the remote tmp is exercised too.
 """
 import io
+import json
 import os
 import stat
 import sys
@@ -205,3 +206,36 @@ def test_bad_input_fails_naming_the_parameter(deployed, args, param):
         assert res.failed and param in res["msg"], res
     assert listing(deployed) == ["v1"]
     assert os.readlink(str(deployed / "current")) == "releases/v1"
+
+
+def test_templates_and_files_are_written_into_the_release(tmp_path, archives):
+    template = tmp_path / "app.ini.j2"
+    template.write_text("[app]\nhost = {{ inventory_hostname }}\n")
+    root = tmp_path / "srv"
+    args = {"name": "v1", "src": archives["v1"], "group": "0",
+            "templates": [{"src": str(template), "dest": "config/app.ini"}],
+            "files": [{"path": ".env", "content": "TOKEN=hush-4711\n", "mode": "0600"}]}
+    applied = converge(root, **args)
+    assert applied["files_changed"] == [".env", "config/app.ini"]
+    path = root / "releases" / "v1"
+    assert (path / "config" / "app.ini").read_text() == "[app]\nhost = localhost\n"
+    assert stat.S_IMODE(os.stat(path / "config" / "app.ini").st_mode) == 0o640
+    assert (path / ".env").read_text() == "TOKEN=hush-4711\n"
+    assert stat.S_IMODE(os.stat(path / ".env").st_mode) == 0o600
+    assert "hush-4711" not in json.dumps(applied)
+
+    template.write_text("[app]\nhost = {{ inventory_hostname }}\nport = 8080\n")
+    changed = release(root, **args)
+    assert changed.changed and changed["files_changed"] == ["config/app.ini"], changed
+    assert (path / "config" / "app.ini").read_text().endswith("port = 8080\n")
+
+
+def test_templates_bad_input_changes_nothing(tmp_path, archives):
+    root = tmp_path / "srv"
+    for extra, param in (({"templates": [{"src": str(tmp_path / "none.j2"), "dest": "a"}]},
+                          "templates"),
+                         ({"templates": [{"dest": "a"}]}, "templates"),
+                         ({"files": [{"path": "../a", "content": "x"}]}, "files")):
+        res = release(root, name="v1", src=archives["v1"], **extra)
+        assert res.failed and res["param"] == param and res["msg"].startswith(param), res
+        assert not os.path.exists(root / "releases" / "v1")
