@@ -87,9 +87,18 @@ def _differs(dest, data, mode, uid, gid):
         return handle.read() != data
 
 
+def _make_parents(release_dir, path, uid, gid):
+    # Owned like the rest of the release, or the next run's ownership check sees a change.
+    current = release_dir
+    for part in path.split("/")[:-1]:
+        current = os.path.join(current, part)
+        if not os.path.isdir(current):
+            os.mkdir(current, 0o755)
+            os.chown(current, uid, gid)
+
+
 def _write(dest, data, mode, uid, gid):
     parent = os.path.dirname(dest)
-    os.makedirs(parent, mode=0o755, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".hitless-", dir=parent)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -117,5 +126,6 @@ def write_files(release_dir, files, uid, gid, check_mode):
             continue
         changed.append(path)
         if not check_mode:
+            _make_parents(release_dir, path, uid, gid)
             _write(dest, data, mode, uid, gid)
     return changed

@@ -212,7 +212,8 @@ def test_templates_and_files_are_written_into_the_release(tmp_path, archives):
     template = tmp_path / "app.ini.j2"
     template.write_text("[app]\nhost = {{ inventory_hostname }}\n")
     root = tmp_path / "srv"
-    args = {"name": "v1", "src": archives["v1"], "group": "0",
+    # Another group than the one running the test: ownership must converge on the first run.
+    args = {"name": "v1", "src": archives["v1"], "group": "1",
             "templates": [{"src": str(template), "dest": "config/app.ini"}],
             "files": [{"path": ".env", "content": "TOKEN=hush-4711\n", "mode": "0600"}]}
     applied = converge(root, **args)

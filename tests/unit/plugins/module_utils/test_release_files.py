@@ -117,3 +117,12 @@ def test_release_files_need_state_present_or_current(tmp_path):
         R.run({"root": str(tmp_path), "state": "rollback",
                "files": [{"path": "a", "content": "x"}]}, check_mode=False)
     assert error.value.param == "files"
+
+
+def test_write_files_creates_directories_owned_like_the_release(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("changing a group needs root")
+    files = check_files([{"path": "config/deep/app.ini", "content": "x"}])
+    write_files(str(tmp_path), files, -1, 1, check_mode=False)
+    for path in ("config", "config/deep", "config/deep/app.ini"):
+        assert os.stat(tmp_path / path).st_gid == 1, path
