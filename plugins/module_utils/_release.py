@@ -649,6 +649,9 @@ def run(params, check_mode):
     if keep < 0:
         raise ReleaseError("keep must be 0 (no pruning) or a positive number, got %d" % keep, "keep")
     shared = normalize_shared(params.get("shared"))
+    files = check_files(params.get("files"))
+    if files and state not in ("present", "current"):
+        raise ReleaseError("files can only be written with state present or current", "files")
     uid, gid = resolve_owner(params.get("owner"), params.get("group"))
     if os.path.lexists(layout.root) and not os.path.isdir(layout.root):
         raise ReleaseError("root %s exists and is not a directory" % layout.root, "root")
@@ -657,9 +660,6 @@ def run(params, check_mode):
     pins = pinned_releases(layout, params.get("pin_dir") or PIN_DIR)
     plan = dict(before, releases=list(before["releases"]))
     changed = False
-    files = check_files(params.get("files"))
-    if files and state not in ("present", "current"):
-        raise ReleaseError("files can only be written with state present or current", "files")
     written = []
     if state in ("present", "current"):
         changed |= ensure_release(layout, name, params.get("src"), shared, uid, gid, before, pins, check_mode)

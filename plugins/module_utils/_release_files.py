@@ -35,7 +35,7 @@ def _mode(value, path):
         mode = -1
     if not 0 <= mode <= 0o777:
         raise FilesError("files: mode %r of %s is not an octal permission such as '0640'"
-                           % (value, path))
+                         % (value, path))
     return mode
 
 
@@ -48,7 +48,7 @@ def check_files(files):
         if (not norm or norm.startswith("/") or norm == "." or norm == ".."
                 or norm.startswith("../")):
             raise FilesError("files: path %r must be relative and stay inside the release"
-                               % path)
+                             % path)
         if norm in seen:
             raise FilesError("files: path %s is given twice" % norm)
         seen.add(norm)
@@ -67,7 +67,7 @@ def _inside(release_dir, path):
         current = os.path.join(current, part)
         if os.path.islink(current):
             raise FilesError("files: %s is a symlink (a shared path?); files are written into "
-                               "the release itself only" % path)
+                             "the release itself only" % path)
         if not os.path.exists(current):
             return
 
