@@ -32,7 +32,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(REPO, "tests", "probe"))
 
 import plot  # noqa: E402
-from _processes import spawn, stop  # noqa: E402
+from _processes import load_result, spawn, stop  # noqa: E402
 
 BIN = os.path.dirname(os.path.abspath(sys.executable))
 PROBE = os.path.join(REPO, "tests", "probe", "loadprobe.py")
@@ -128,15 +128,6 @@ def ansible_env(extra=None):
 
 # --- one deploy under the probe ------------------------------------------------------------------
 
-def _load(path, log):
-    try:
-        with open(path) as handle:
-            return json.load(handle)
-    except (OSError, ValueError) as exc:
-        with open(log) as handle:
-            raise DemoError("no result in %s (%s); its output:\n%s" % (path, exc, handle.read()))
-
-
 def _run_playbook(cmd, env, log_path, timeout, echo):
     """Run ansible-playbook, its whole output to ``log_path``; with ``echo``, print each task's
     name as it starts and the lines that tell a failure. Returns (rc, output)."""
@@ -215,10 +206,10 @@ def run_deploy(lab, release, workdir, extra_vars=None, before_s=5.0, tail_s=2.0,
         time.sleep(tail_s)
     finally:
         stop(procs, stop_file)
-    probes = {lb: _load(*outputs[("probe", lb)]) for lb in lab.lb_hosts}
+    probes = {lb: load_result(*outputs[("probe", lb)], error=DemoError) for lb in lab.lb_hosts}
     pollers = {}
     for lb in lab.lb_hosts:
-        pollers[lb] = _load(*outputs[("poll", lb)])
+        pollers[lb] = load_result(*outputs[("poll", lb)], error=DemoError)
     records = {}
     for path in sorted(glob.glob(os.path.join(report_dir, "*.json"))):
         with open(path) as handle:

@@ -1,8 +1,10 @@
-"""Start the probes and pollers in the background and stop them again, each by its own PID.
+"""Start the probes and pollers in the background, stop them again (each by its own PID) and
+read the JSON result each one wrote.
 
 The demo and the deploy tests share this: a probe gets a stop file first so it can let its
 in-flight requests finish and write its result; only one that ignores it is signalled.
 """
+import json
 import subprocess
 import time
 
@@ -31,3 +33,13 @@ def stop(procs, stop_file, timeout=STOP_TIMEOUT):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=5)
+
+
+def load_result(path, log, error=AssertionError):
+    """The JSON result at ``path``; without one, ``error`` carrying the process's ``log``."""
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (OSError, ValueError) as exc:
+        with open(log) as handle:
+            raise error("no result in %s (%s); its output:\n%s" % (path, exc, handle.read()))

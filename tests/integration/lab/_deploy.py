@@ -23,7 +23,7 @@ POLLER = os.path.join(REPO, "tests", "probe", "statpoller.py")
 COLLECTIONS = os.path.join(REPO, ".tmp", "collections")
 sys.path.insert(0, os.path.dirname(PROBE))
 
-from _processes import spawn, stop  # noqa: E402
+from _processes import load_result, spawn, stop  # noqa: E402
 # The client the modules use; tests/conftest.py puts the collection on sys.path.
 from ansible_collections.hitless.deploy.plugins.module_utils._haproxy_runtime import (  # noqa: E402
     RuntimeClient)
@@ -73,21 +73,21 @@ class DeployResult:
     def failures(self):
         return [dict(f, lb=lb) for lb, p in self.probes.items() for f in p["failures"]]
 
-    @property
-    def by_instance(self):
+    def _counts(self, field):
+        """The probes' ``field`` counters, summed over every LB host's probe."""
         merged = {}
         for probe in self.probes.values():
-            for key, count in probe["by_instance"].items():
+            for key, count in probe[field].items():
                 merged[key] = merged.get(key, 0) + count
         return merged
 
     @property
+    def by_instance(self):
+        return self._counts("by_instance")
+
+    @property
     def by_version(self):
-        merged = {}
-        for probe in self.probes.values():
-            for key, count in probe["by_version"].items():
-                merged[key] = merged.get(key, 0) + count
-        return merged
+        return self._counts("by_version")
 
     def versions_from(self, host, port):
         """Versions that answered from instance ``host:port``."""
@@ -131,16 +131,6 @@ def ansible_env():
 
 def lb_hosts(lab):
     return lab.groups["haproxy"]
-
-
-def _load(path, log):
-    try:
-        with open(path) as handle:
-            return json.load(handle)
-    except (OSError, ValueError) as exc:
-        with open(log) as handle:
-            raise AssertionError("no result in %s (%s); its output:\n%s"
-                                 % (path, exc, handle.read()))
 
 
 def deploy(lab, workdir, playbook="rolling", release=None, extra_vars=None,
@@ -200,8 +190,8 @@ def deploy(lab, workdir, playbook="rolling", release=None, extra_vars=None,
         time.sleep(TAIL_S)
     finally:
         stop(procs, stop_file)
-    probes = {lb: _load(*outputs[("probe", lb)]) for lb in lbs}
-    pollers = {lb: _load(*outputs[("poll", lb)]) for lb in lbs}
+    probes = {lb: load_result(*outputs[("probe", lb)]) for lb in lbs}
+    pollers = {lb: load_result(*outputs[("poll", lb)]) for lb in lbs}
     records = {}
     for path in glob.glob(os.path.join(report_dir, "*.json")):
         with open(path) as handle:
