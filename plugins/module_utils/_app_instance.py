@@ -13,11 +13,13 @@ import re
 import socket
 import time
 
-DROP_IN = "hitless-pin.conf"
-RUNTIME_DIR = "/run/systemd/system"
+from ansible_collections.hitless.deploy.plugins.module_utils import _listeners
+from ansible_collections.hitless.deploy.plugins.module_utils._pin import (  # noqa: F401 (re-exported)
+    DROP_IN, RUNTIME_DIR, drop_in_content, pinned_to)
+
 _UNIT_PREFIX = re.compile(r"^[A-Za-z0-9:_.\\-]+$")
 _PROPERTIES = ("Id", "LoadState", "ActiveState", "SubState", "MainPID", "Result",
-               "DropInPaths", "NeedDaemonReload")
+               "DropInPaths", "NeedDaemonReload", "ControlGroup")
 # States in which a start job would be a no-op or is already under way.
 RUNNING = ("active", "activating", "reloading")
 
@@ -89,11 +91,6 @@ def check_params(params):
         raise InstanceError("wait_timeout must be positive", "wait_timeout")
 
 
-def _escape(value):
-    # Unit files expand %-specifiers; a literal % must be doubled.
-    return value.replace("%", "%%")
-
-
 def resolve_release(release_path):
     """Real path of the release directory, as the host sees it."""
     real = os.path.realpath(release_path)
@@ -103,31 +100,6 @@ def resolve_release(release_path):
     if any(ord(c) < 32 for c in real) or real.endswith("\\"):
         raise InstanceError("release_path %r cannot be written into a unit file" % real, "release_path")
     return real
-
-
-def drop_in_content(real, environment_file):
-    release = os.path.basename(real).replace("\\", "\\\\").replace('"', '\\"')
-    return "\n".join([
-        "# Managed by hitless.deploy.app_instance: pins this instance to one release.",
-        "[Service]",
-        "WorkingDirectory=%s" % _escape(real),
-        # An empty assignment drops the template's EnvironmentFile= (which follows current).
-        "EnvironmentFile=",
-        "EnvironmentFile=-%s" % _escape(os.path.join(real, environment_file)),
-        'Environment="HITLESS_RELEASE=%s"' % _escape(release),
-        "",
-    ])
-
-
-def pinned_to(content):
-    """The ``WorkingDirectory=`` a drop-in sets, or None."""
-    if content is None:
-        return None
-    value = None
-    for line in content.splitlines():
-        if line.startswith("WorkingDirectory="):
-            value = line.split("=", 1)[1].replace("%%", "%") or None
-    return value
 
 
 def read_file(path):
@@ -168,23 +140,91 @@ def _died(props):
     return props.get("ActiveState") in ("failed", "inactive") or props.get("SubState") == "auto-restart"
 
 
-def wait_ready(systemctl, unit, host, port, timeout, probe=port_open, sleep=time.sleep, clock=time.monotonic):
-    """Until ``host:port`` accepts a connection while the unit is up; fail early if it dies."""
+def _death(systemctl, unit, props):
+    journal = systemctl.journal(unit)
+    return InstanceError("%s died while starting (ActiveState=%s, SubState=%s, Result=%s)%s"
+                         % (unit, props.get("ActiveState"), props.get("SubState"), props.get("Result"),
+                            "; last log lines:\n" + journal if journal else ""),
+                         unit_state=props)
+
+
+def _within(path, group):
+    """True if cgroup ``path`` is the unit's ``group`` or below it (a ``Delegate=yes`` sub-cgroup)."""
+    return bool(path and group) and (path == group or path.startswith(group.rstrip("/") + "/"))
+
+
+def holders(port, props, proc="/proc"):
+    """The listeners on ``port`` split into ``(own, foreign)`` for the unit described by ``props``.
+
+    A listener is the unit's own when its process is in the unit's cgroup (``ControlGroup``).
+    This is preferred to comparing unit names (``_listeners.unit_of``): a name is not unique, a
+    user manager (``user@1000.service/.../demo@8081.service``) or a nested container can run a
+    unit of the same name, while a cgroup path is the identity systemd itself uses.
+    """
+    own, foreign = [], []
+    for entry in _listeners.listeners(port, proc):
+        path = _listeners.cgroup_path(entry["pid"], proc)
+        if path is None:
+            continue  # exited since it was listed: it holds nothing any more
+        (own if _within(path, props.get("ControlGroup")) else foreign).append(entry)
+    return own, foreign
+
+
+def _describe_all(entries):
+    return " and ".join(_listeners.describe(e) for e in entries)
+
+
+def _held_by(port, unit, who, props):
+    return InstanceError("port %d is held by %s, not by %s; stop it or choose another clone port"
+                         % (port, who, unit), "port", unit_state=props)
+
+
+def refuse_foreign(unit, port, props, proc="/proc"):
+    """Fail if anything but the unit listens on ``port``; nothing is changed before this check."""
+    own, foreign = holders(port, props, proc)
+    if foreign:
+        raise _held_by(port, unit, _describe_all(foreign), props)
+    # A LISTEN socket with no visible process: only a foreign one when the unit is not running
+    # (without root, other users' fds cannot be read, the unit's own included).
+    if not own and props.get("ActiveState") not in RUNNING and _listeners.listening_inodes(port, proc):
+        raise _held_by(port, unit, "a process whose /proc entry cannot be read (not run as root?)", props)
+
+
+def _not_ready(unit, host, port, accepting, own, props):
+    if props.get("ActiveState") != "active" or props.get("SubState") != "running":
+        return "%s is not running yet (ActiveState=%s, SubState=%s)" % (
+            unit, props.get("ActiveState"), props.get("SubState"))
+    if not own:
+        return "no process of %s listens on port %d" % (unit, port)
+    if not accepting:
+        return "%s does not accept connections on %s:%d" % (unit, host, port)
+    return None
+
+
+def wait_ready(systemctl, unit, host, port, timeout, probe=port_open, sleep=time.sleep, clock=time.monotonic,
+               proc="/proc"):
+    """Until the unit runs, its own process listens on ``port`` and ``host:port`` accepts.
+
+    A connection alone proves nothing: a stray process can answer on the port while the unit
+    crash-loops on "address in use". So it fails at once when the unit dies or when a process
+    outside the unit listens on the port, and only waits while the unit is still coming up.
+    """
     deadline = clock() + timeout
     while True:
         accepting = probe(host, port)
         props = systemctl.show(unit)
+        own, foreign = holders(port, props, proc)
+        # A stray holding the port is the likely reason the unit dies: name it first.
+        if foreign:
+            raise _held_by(port, unit, _describe_all(foreign), props)
         if _died(props):
-            journal = systemctl.journal(unit)
-            raise InstanceError("%s died while starting (ActiveState=%s, SubState=%s, Result=%s)%s"
-                                % (unit, props.get("ActiveState"), props.get("SubState"),
-                                   props.get("Result"), "; last log lines:\n" + journal if journal else ""),
-                                unit_state=props)
-        if accepting:
+            raise _death(systemctl, unit, props)
+        reason = _not_ready(unit, host, port, accepting, own, props)
+        if reason is None:
             return props
         if clock() >= deadline:
-            raise InstanceError("%s did not accept connections on %s:%d within %s s (wait_timeout)"
-                                % (unit, host, port, timeout), "wait_timeout", unit_state=props)
+            raise InstanceError("%s not ready within %s s (wait_timeout): %s" % (unit, timeout, reason),
+                                "wait_timeout", unit_state=props)
         sleep(0.25)
 
 
@@ -208,8 +248,11 @@ def _apply(systemctl, unit, path, want, actions, absent):
         systemctl.call("reset-failed", "--", unit)
 
 
-def ensure(params, systemctl, check_mode, probe=port_open, sleep=time.sleep, clock=time.monotonic):
-    """Carry out one task of the ``app_instance`` module; return its result (without ``failed``)."""
+def ensure(params, systemctl, check_mode, probe=port_open, sleep=time.sleep, clock=time.monotonic, proc="/proc"):
+    """Carry out one task of the ``app_instance`` module; return its result (without ``failed``).
+
+    ``proc`` is the procfs root the listeners and the running release are read from (for tests).
+    """
     check_params(params)
     state = params["state"]
     unit = unit_name(params["name"], params["port"])
@@ -251,11 +294,19 @@ def ensure(params, systemctl, check_mode, probe=port_open, sleep=time.sleep, clo
         elif state == "stopped" and running:
             actions.append("stop")
 
+    starts = "start" in actions or "restart" in actions
+    wait = params.get("wait", True)
+    # Before any change: a unit started onto a port another process holds crash-loops on
+    # "address in use" while the stray answers. An instance already up is checked too when
+    # waiting (a cheap /proc read), so a re-run never accepts a foreign listener either.
+    if state in ("started", "restarted") and (starts or wait):
+        refuse_foreign(unit, params["port"], props, proc)
+
     if not check_mode:
         _apply(systemctl, unit, path, want, actions, absent=state == "absent")
-        if params.get("wait", True) and ("start" in actions or "restart" in actions):
+        if wait and starts:
             wait_ready(systemctl, unit, params.get("wait_host") or "127.0.0.1", params["port"],
-                       params.get("wait_timeout", 60), probe=probe, sleep=sleep, clock=clock)
+                       params.get("wait_timeout", 60), probe=probe, sleep=sleep, clock=clock, proc=proc)
         props = systemctl.show(unit)
         after_content = read_file(path)
     else:
@@ -266,13 +317,20 @@ def ensure(params, systemctl, check_mode, probe=port_open, sleep=time.sleep, clo
             props = dict(props, ActiveState="inactive", SubState="dead", MainPID="0")
     after = {"active_state": props.get("ActiveState"), "pinned_to": pinned_to(after_content),
              "drop_in": after_content}
+    main_pid = int(props.get("MainPID") or 0)
+    # The directory the process started in, i.e. the release it really serves, whatever the pin
+    # or current say now (a pin change without a restart, current moved since the start).
+    running_path = _listeners.process_cwd(main_pid, proc) if main_pid else None
     return {
         "changed": bool(actions),
         "unit": unit,
         "active_state": props.get("ActiveState"),
         "sub_state": props.get("SubState"),
-        "main_pid": int(props.get("MainPID") or 0),
+        "main_pid": main_pid,
         "pinned_to": pinned_to(after_content),
+        "running_release_path": running_path,
+        "running_release": os.path.basename(running_path) if running_path else None,
+        "listeners": _listeners.listeners(params["port"], proc),
         "drop_in": path,
         "actions": actions,
         "diff": {"before": before, "after": after},

@@ -15,8 +15,12 @@ description:
     C(HITLESS_RELEASE=<release directory name>). Runtime drop-ins vanish at reboot, so a clone
     never outlives one. Without O(release_path) the drop-in is removed and the instance follows
     the template's own C(WorkingDirectory=) (usually C(current)).
-  - After a start or restart it waits until the port accepts TCP connections and fails as soon as
-    the unit dies.
+  - Before a start or restart it refuses, changing nothing, when a process outside the unit
+    already listens on O(port) (any local address, IPv4 or IPv6), and names that process.
+  - After a start or restart it waits until the unit is active and running, a process of the
+    unit (in its cgroup, C(ControlGroup)) listens on O(port) and O(wait_host):O(port) accepts
+    TCP connections. It fails as soon as the unit dies or a process outside the unit listens on
+    the port, instead of taking a stray process's answer for the instance's.
 author: hitless.deploy developers
 attributes:
   check_mode:
@@ -59,7 +63,11 @@ options:
         must never take over the original's unit and port.
     type: int
   wait:
-    description: After a start or restart, wait until O(wait_host):O(port) accepts connections.
+    description:
+      - After a start or restart, wait until the unit's own process listens on O(port) and
+        O(wait_host):O(port) accepts connections.
+      - When V(true) and the instance is already running, also check that no process outside the
+        unit listens on O(port).
     type: bool
     default: true
   wait_host:
@@ -75,8 +83,11 @@ options:
     type: path
     default: /run/systemd/system
 notes:
-  - The wait only checks that something accepts connections on the port while the unit is up; use
-    an HTTP health check afterwards to know the application is ready.
+  - The wait checks that the unit's own process accepts connections on the port; use an HTTP
+    health check afterwards to know the application is ready.
+  - Listeners are read from C(/proc/net/tcp), C(/proc/net/tcp6) and C(/proc/PID/fd), so the
+    module must run as root to see other users' processes. A socket-activated unit is refused,
+    since its listening socket belongs to PID 1, not to the unit.
 seealso:
   - module: hitless.deploy.release
 """
@@ -118,6 +129,39 @@ main_pid:
   returned: always
   type: int
   sample: 4242
+running_release_path:
+  description:
+    - Real path of the working directory of the unit's main process afterwards, which is the
+      release it was started in (its C(WorkingDirectory=) resolved at start), or null when not
+      running or unreadable.
+    - In check mode, that of the process running now.
+  returned: always
+  type: str
+  sample: /srv/demo/releases/v1
+running_release:
+  description: Last component of RV(running_release_path) (the release name), or null.
+  returned: always
+  type: str
+  sample: v1
+listeners:
+  description:
+    - Processes listening on O(port) afterwards (in check mode, now), sorted by PID.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    pid:
+      description: Process ID.
+      type: int
+      sample: 4242
+    cmdline:
+      description: Command line, arguments joined by spaces, at most 200 characters.
+      type: str
+      sample: /usr/bin/python3 app.py
+    unit:
+      description: systemd unit (C(.service) or C(.scope)) the process runs in, or null.
+      type: str
+      sample: demo@8081.service
 pinned_to:
   description: Real path the drop-in pins the instance to, or null without a pin.
   returned: always

@@ -1,22 +1,89 @@
-"""Unit tests of app_instance logic: a fake systemctl answers, drop-ins go to a real tmp dir."""
+"""Unit tests of app_instance logic: a fake systemctl answers, drop-ins go to a real tmp dir.
+
+Listeners are read by the real _listeners code from a fake procfs tree (net/tcp, <pid>/fd, ...).
+"""
 import os
+import shutil
 import socket
 
 import pytest
 
 from ansible_collections.hitless.deploy.plugins.module_utils import _app_instance as A
+from ansible_collections.hitless.deploy.plugins.module_utils import _pin as P
+
+TCP_HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+STRAY = "port 8081 is held by pid 999 (python3 -m http.server 8081, unit stray.service), not by " \
+        "demo@8081.service; stop it or choose another clone port"
+
+
+class FakeProc(object):
+    """A procfs tree with LISTEN sockets in net/tcp6 and the processes holding them."""
+
+    def __init__(self, root):
+        self.root = root
+        self.rows = {}  # inode -> port
+        os.makedirs(os.path.join(root, "net"))
+        self._write()
+
+    def _write(self):
+        rows = ["%4d: %s:%04X %s:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 %d 1 "
+                "0000000000000000 100 0 0 10 0\n" % (i, "0" * 32, port, "0" * 32, inode)
+                for i, (inode, port) in enumerate(sorted(self.rows.items()))]
+        with open(os.path.join(self.root, "net", "tcp6"), "w") as f:
+            f.write(TCP_HEADER + "".join(rows))
+
+    def listen(self, pid, port, argv, cgroup, cwd=None):
+        inode = 1000 + pid
+        self.rows[inode] = port
+        self._write()
+        top = os.path.join(self.root, str(pid))
+        os.makedirs(os.path.join(top, "fd"))
+        os.symlink("socket:[%d]" % inode, os.path.join(top, "fd", "3"))
+        with open(os.path.join(top, "cmdline"), "wb") as f:
+            f.write(b"\0".join(a.encode() for a in argv) + b"\0")
+        with open(os.path.join(top, "cgroup"), "w") as f:
+            f.write("0::%s\n" % cgroup)
+        if cwd:
+            os.symlink(cwd, os.path.join(top, "cwd"))
+
+    def stray(self, port=8081, cgroup="/system.slice/stray.service"):
+        self.listen(999, port, ["python3", "-m", "http.server", str(port)], cgroup)
+
+    def kill(self, pid):
+        self.rows.pop(1000 + pid, None)
+        self._write()
+        shutil.rmtree(os.path.join(self.root, str(pid)), ignore_errors=True)
 
 
 class FakeSystemd(object):
-    """Just enough of systemctl/journalctl: unit states, loaded drop-ins, a call log."""
+    """Just enough of systemctl/journalctl: unit states, loaded drop-ins, a call log.
 
-    def __init__(self, runtime_dir, templates=("demo",)):
+    A started unit's main process (pid 4242) listens on its port in ``proc``, in the unit's
+    cgroup, with the working directory the loaded pin (or ``workdir``) gives it.
+    """
+
+    def __init__(self, runtime_dir, templates=("demo",), proc=None, workdir=None):
         self.runtime_dir = runtime_dir
         self.templates = set(templates)
         self.units = {}
         self.loaded = {}  # unit -> drop-in paths seen at the last daemon-reload
         self.calls = []
         self.on_start = lambda unit: "active"
+        self.proc = proc
+        self.workdir = workdir
+        self.binds = True  # the started process listens on its port
+
+    @staticmethod
+    def cgroup(unit):
+        return "/system.slice/system-%s.slice/%s" % (unit.split("@")[0], unit)
+
+    def _run_main(self, unit):
+        if self.proc is None or not self.binds:
+            return
+        pins = self.loaded.get(unit, [])
+        cwd = P.pinned_to(open(pins[0]).read()) if pins else self.workdir
+        self.proc.listen(4242, int(unit.split("@")[1].split(".")[0]), ["/usr/bin/python3", "app.py"],
+                         self.cgroup(unit), cwd)
 
     def state(self, unit):
         return self.units.setdefault(unit, {"ActiveState": "inactive", "SubState": "dead", "MainPID": "0",
@@ -47,11 +114,18 @@ class FakeSystemd(object):
             props = dict(st, Id=unit, LoadState="loaded", DropInPaths=" ".join(loaded), NeedDaemonReload=need)
             return 0, "".join("%s=%s\n" % kv for kv in sorted(props.items())), ""
         if verb in ("start", "restart"):
+            if self.proc is not None:
+                self.proc.kill(4242)
             active = self.on_start(unit)
             st.update(ActiveState=active, SubState="running" if active == "active" else "failed",
-                      MainPID="4242" if active == "active" else "0")
+                      MainPID="4242" if active == "active" else "0",
+                      ControlGroup=self.cgroup(unit) if active == "active" else "")
+            if active == "active":
+                self._run_main(unit)
         elif verb == "stop":
-            st.update(ActiveState="inactive", SubState="dead", MainPID="0")
+            st.update(ActiveState="inactive", SubState="dead", MainPID="0", ControlGroup="")
+            if self.proc is not None:
+                self.proc.kill(4242)
         elif verb == "reset-failed":
             st.update(ActiveState="inactive", SubState="dead", Result="success")
         return 0, "", ""
@@ -68,17 +142,23 @@ def env(tmp_path):
     release.mkdir(parents=True)
     (tmp_path / "srv" / "releases" / "v2").mkdir()
     os.symlink("releases/v1", tmp_path / "srv" / "current")
-    fake = FakeSystemd(str(runtime))
+    proc = FakeProc(str(tmp_path / "proc"))
+    fake = FakeSystemd(str(runtime), proc=proc, workdir=str(tmp_path / "srv" / "current"))
     probes = []
+    now = [0.0]  # a fake clock that only sleeps move
+
+    def sleep(seconds):
+        now[0] += seconds
 
     def run(check=False, probe=lambda host, port: probes.append((host, port)) or True, **params):
         p = {"name": "demo", "port": 8081, "state": "started", "release_path": None, "environment_file": ".env",
              "original_port": 8080, "wait": True, "wait_host": "127.0.0.1", "wait_timeout": 5,
              "runtime_dir": str(runtime)}
         p.update(params)
-        return A.ensure(p, A.Systemctl(fake), check, probe=probe, sleep=lambda s: None)
+        return A.ensure(p, A.Systemctl(fake), check, probe=probe, sleep=sleep, clock=lambda: now[0],
+                        proc=proc.root)
 
-    run.fake, run.tmp, run.probes = fake, tmp_path, probes
+    run.fake, run.tmp, run.probes, run.proc, run.now = fake, tmp_path, probes, proc, now
     run.drop_in = runtime / "demo@8081.service.d" / A.DROP_IN
     return run
 
@@ -121,7 +201,7 @@ def test_bad_input_names_param_and_changes_nothing(env, params, param):
 
 
 def test_drop_in_content_escapes_and_resets_environment_file():
-    text = A.drop_in_content("/srv/100%/releases/v1", ".env")
+    text = P.drop_in_content("/srv/100%/releases/v1", ".env")
     assert text.splitlines()[1:] == [
         "[Service]",
         "WorkingDirectory=/srv/100%%/releases/v1",
@@ -129,7 +209,20 @@ def test_drop_in_content_escapes_and_resets_environment_file():
         "EnvironmentFile=-/srv/100%%/releases/v1/.env",
         'Environment="HITLESS_RELEASE=v1"',
     ]
-    assert A.pinned_to(text) == "/srv/100%/releases/v1"
+    assert P.pinned_to(text) == "/srv/100%/releases/v1"
+
+
+@pytest.mark.parametrize("content,path", [
+    (None, None),
+    ("[Service]\nWorkingDirectory=-/srv/a\n", "/srv/a"),  # "-": a missing directory is tolerated
+    ("[Service]\n  WorkingDirectory = /srv/a  \n", "/srv/a"),
+    ("[Service]\nWorkingDirectory=/srv/a\nWorkingDirectory=\n", None),  # an empty assignment resets
+    ("[Service]\nWorkingDirectory=/srv/a\nWorkingDirectory=/srv/b\n", "/srv/b"),
+    ("[Service]\n# WorkingDirectory=/srv/a\n", None),
+    ("[Unit]\nWorkingDirectory=/srv/a\n[Service]\n", None),  # only [Service] counts
+])
+def test_pinned_to_reads_like_systemd(content, path):
+    assert P.pinned_to(content) == path
 
 
 def test_started_pinned_through_symlink_uses_real_path(env):
@@ -191,6 +284,162 @@ def test_unit_dying_while_waiting_fails_with_journal(env):
         env(probe=lambda host, port: False)
     assert "died" in err.value.msg and "boom" in err.value.msg
     assert err.value.unit_state["ActiveState"] == "failed"
+    assert env.now[0] == 0  # at the first look, not at the deadline
+
+
+@pytest.mark.parametrize("stray", [False, True])
+def test_unit_crash_looping_fails_at_once(env, stray):
+    def crash_loop(unit):
+        if stray:
+            env.proc.stray()  # binds first; the unit exits on "address in use"
+        return "activating"
+
+    def run(argv):
+        rc, out, err = env.fake(argv)
+        if "show" in argv:  # systemd has scheduled the next attempt
+            out = out.replace("SubState=failed", "SubState=auto-restart")
+        return rc, out, err
+
+    env.fake.on_start = crash_loop
+    params = {"name": "demo", "port": 8081, "state": "started", "environment_file": ".env",
+              "runtime_dir": env.fake.runtime_dir, "wait_timeout": 5}
+    with pytest.raises(A.InstanceError) as err:
+        A.ensure(params, A.Systemctl(run), False, probe=lambda h, p: True, sleep=pytest.fail,
+                 clock=lambda: 0.0, proc=env.proc.root)
+    assert err.value.unit_state["SubState"] == "auto-restart"
+    if stray:
+        assert err.value.msg == STRAY  # the cause, rather than the symptom
+    else:
+        assert "died" in err.value.msg and "boom" in err.value.msg
+
+
+def test_foreign_listener_before_start_refused_and_nothing_changed(env):
+    env.proc.stray()
+    v1 = str(env.tmp / "srv" / "releases" / "v1")
+    for check in (True, False):
+        with pytest.raises(A.InstanceError) as err:
+            env(check=check, release_path=v1)
+        assert err.value.msg == STRAY and err.value.param == "port"
+    assert env.fake.changing_calls() == [] and not env.drop_in.exists() and env.probes == []
+
+
+def test_foreign_listener_with_the_same_unit_name_elsewhere_is_refused(env):
+    # A user manager's demo@8081.service: same unit name, another cgroup.
+    env.proc.stray(cgroup="/user.slice/user-1000.slice/user@1000.service/app.slice/demo@8081.service")
+    with pytest.raises(A.InstanceError) as err:
+        env()
+    assert "held by pid 999 (python3 -m http.server 8081, unit demo@8081.service)" in err.value.msg
+    assert env.fake.changing_calls() == []
+
+
+def test_unidentified_listener_before_start_refused(env):
+    env.proc.stray()
+    shutil.rmtree(os.path.join(env.proc.root, "999"))  # its /proc entry cannot be read
+    with pytest.raises(A.InstanceError, match="cannot be read") as err:
+        env()
+    assert err.value.param == "port" and env.fake.changing_calls() == []
+
+
+def test_foreign_listener_during_wait_fails_at_once(env):
+    def stray_wins(unit):
+        env.proc.stray()
+        return "active"
+
+    env.fake.on_start = stray_wins
+    env.fake.binds = False  # the unit's own process never gets the port
+    with pytest.raises(A.InstanceError) as err:
+        env()
+    assert err.value.msg == STRAY
+    assert env.now[0] == 0  # no sleep, let alone to the 5 s deadline
+    assert "systemctl start demo@8081.service" in env.fake.calls
+
+
+def test_foreign_listener_beside_own_fails(env):
+    def both(unit):
+        env.proc.stray()  # SO_REUSEPORT: both processes hold a listener on the port
+        return "active"
+
+    env.fake.on_start = both
+    with pytest.raises(A.InstanceError) as err:
+        env()
+    assert err.value.msg == STRAY and env.now[0] == 0
+
+
+def test_own_listener_is_ready_and_reported(env):
+    v1 = str(env.tmp / "srv" / "releases" / "v1")
+    res = env(release_path=v1)
+    assert res["listeners"] == [{"pid": 4242, "cmdline": "/usr/bin/python3 app.py", "unit": "demo@8081.service"}]
+    assert res["running_release_path"] == v1 and res["running_release"] == "v1"
+    assert env.now[0] == 0
+
+
+def test_running_release_follows_the_process_not_the_pin(env):
+    v1, v2 = (str(env.tmp / "srv" / "releases" / v) for v in ("v1", "v2"))
+    env(release_path=v1)
+    res = env(check=True, release_path=v2)  # check mode: the process running now
+    assert res["actions"] == ["write", "daemon-reload", "restart"]
+    assert res["pinned_to"] == v2 and res["running_release"] == "v1"
+    assert env(release_path=v2)["running_release"] == "v2"
+    res = env(state="absent")
+    assert res["running_release"] is None and res["running_release_path"] is None and res["listeners"] == []
+
+
+def test_unpinned_instance_runs_the_release_current_points_to(env):
+    res = env()
+    assert res["pinned_to"] is None and res["running_release"] == "v1"
+
+
+def test_waits_while_own_process_has_not_bound_even_if_port_accepts(env):
+    env.fake.binds = False
+    polls = []
+
+    def probe(host, port):
+        polls.append(port)
+        if len(polls) == 3:  # the unit's process binds late
+            env.fake.binds = True
+            env.fake._run_main("demo@8081.service")
+        return True  # something accepts from the start: not enough
+
+    res = env(probe=probe)
+    assert res["listeners"][0]["pid"] == 4242 and len(polls) == 3 and env.now[0] == 0.5
+
+
+def test_accepting_without_own_listener_times_out(env):
+    env.fake.binds = False
+    with pytest.raises(A.InstanceError) as err:
+        env()
+    assert err.value.param == "wait_timeout"
+    assert "no process of demo@8081.service listens on port 8081" in err.value.msg
+    assert 5 <= env.now[0] <= 5.25
+
+
+def test_already_running_checks_ownership_when_waiting(env):
+    v1 = str(env.tmp / "srv" / "releases" / "v1")
+    env(release_path=v1)
+    calls = list(env.fake.changing_calls())
+    env.proc.stray()
+    with pytest.raises(A.InstanceError) as err:
+        env(release_path=v1)
+    assert err.value.msg == STRAY and env.fake.changing_calls() == calls
+    res = env(release_path=v1, wait=False)  # not asked to look
+    assert not res["changed"] and [e["pid"] for e in res["listeners"]] == [999, 4242]
+
+
+def test_restart_of_running_unit_is_not_refused_by_its_own_listener(env):
+    env()
+    res = env(state="restarted")
+    assert res["actions"] == ["restart"] and [e["pid"] for e in res["listeners"]] == [4242]
+
+
+def test_own_listener_in_a_delegated_sub_cgroup_counts(env):
+    def worker(unit):
+        env.proc.listen(5000, 8081, ["worker"], FakeSystemd.cgroup(unit) + "/worker")
+        return "active"
+
+    env.fake.on_start = worker
+    env.fake.binds = False
+    res = env()
+    assert [e["pid"] for e in res["listeners"]] == [5000]
 
 
 def test_wait_times_out_naming_wait_timeout(env):
@@ -201,10 +450,10 @@ def test_wait_times_out_naming_wait_timeout(env):
         return now[0]
 
     sysd = A.Systemctl(env.fake)
-    env.fake.state("demo@8081.service").update(ActiveState="active")
+    env.fake.state("demo@8081.service").update(ActiveState="active", SubState="running")
     with pytest.raises(A.InstanceError) as err:
         A.wait_ready(sysd, "demo@8081.service", "127.0.0.1", 8081, 5, probe=lambda h, p: False,
-                     sleep=lambda s: None, clock=clock)
+                     sleep=lambda s: None, clock=clock, proc=env.proc.root)
     assert err.value.param == "wait_timeout"
     assert 4 <= now[0] <= 8
 
