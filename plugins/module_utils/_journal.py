@@ -1,0 +1,183 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The on-host journal of a rolling deploy, and the reads a deploy starts from.
+
+``<root>/.hitless/journal.json`` records the deploy of one host step by step: what served
+before (release, real path, ``previous``), what is being deployed, and each step entered, each
+written BEFORE the step acts, so after an interruption the journal says what may have been
+done. It is written atomically (temporary file, fsync, rename, fsync of the directory): a
+controller killed at any moment leaves the old journal or the new one, never half of one. When
+the deploy ends (done, rolled back or repaired) it moves to ``journal-last.json``.
+
+``observe`` gathers in one call what preflight and repair need to know of the host: the links,
+free space, and for each port the unit, which release its main process really runs (its working
+directory, resolved when it started) and who listens on the port.
+Pure stdlib; runs on the target (Python >= 3.9).
+"""
+
+import json
+import os
+import time
+
+from ansible_collections.hitless.deploy.plugins.module_utils._listeners import (
+    describe, listeners, process_cwd)
+
+STATES = ("info", "step", "done")
+JOURNAL = "journal.json"
+LAST = "journal-last.json"
+_SHOW = ("ActiveState", "SubState", "MainPID", "Result")
+
+
+class JournalError(Exception):
+    def __init__(self, msg, param=None):
+        super(JournalError, self).__init__(msg)
+        self.msg = msg
+        self.param = param
+
+
+def state_dir(root):
+    return os.path.join(root, ".hitless")
+
+
+def read_json(path):
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (IOError, OSError):
+        return None
+    except ValueError as e:
+        raise JournalError("%s is not valid JSON (%s); move it away after checking the host" % (path, e))
+
+
+def _fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomically(path, data):
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    tmp = "%s.tmp-%d" % (path, os.getpid())
+    with open(tmp, "w") as handle:
+        json.dump(data, handle, indent=1, sort_keys=True)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.chmod(tmp, 0o644)
+    os.rename(tmp, path)
+    _fsync_dir(os.path.dirname(path))
+
+
+def link_name(path):
+    """Basename of the release a ``current``/``previous`` link names, or None."""
+    if not os.path.islink(path):
+        return None
+    return os.path.basename(os.readlink(path).rstrip("/")) or None
+
+
+def free_mb(root):
+    path = root
+    while not os.path.exists(path):
+        path = os.path.dirname(path) or "/"
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize // (1024 * 1024)
+
+
+def instance(show, name, port, releases_dir, proc="/proc"):
+    """What runs as ``name@port``, which release it really runs, and who listens on the port."""
+    unit = "%s@%d.service" % (name, port)
+    props = show(unit)
+    pid = int(props.get("MainPID") or 0)
+    cwd = process_cwd(pid, proc) if pid else None
+    running = None
+    if cwd and os.path.dirname(cwd) == os.path.realpath(releases_dir):
+        running = os.path.basename(cwd)
+    found = listeners(port, proc)
+    foreign = [entry for entry in found if entry.get("unit") != unit]
+    return {
+        "unit": unit,
+        "active_state": props.get("ActiveState"),
+        "sub_state": props.get("SubState"),
+        "main_pid": pid,
+        "running_path": cwd,
+        "running_release": running,
+        "listeners": found,
+        "foreign_listeners": [describe(entry) for entry in foreign],
+    }
+
+
+def observe(root, name, ports, show, proc="/proc"):
+    return {
+        "current": link_name(os.path.join(root, "current")),
+        "current_is_link": os.path.islink(os.path.join(root, "current")),
+        "previous": link_name(os.path.join(root, "previous")),
+        "free_mb": free_mb(root),
+        "instances": dict((str(port), instance(show, name, port, os.path.join(root, "releases"), proc))
+                          for port in ports),
+    }
+
+
+def record(journal, params, now):
+    """The journal after entering ``params['step']``."""
+    deploy_id, step = params.get("deploy_id"), params.get("step")
+    if not deploy_id:
+        raise JournalError("deploy_id is required with state step", "deploy_id")
+    if not step:
+        raise JournalError("step is required with state step", "step")
+    if journal is not None and journal.get("deploy_id") != deploy_id:
+        if not params.get("replace"):
+            raise JournalError("the journal of deploy %s (step %s) is still open on this host; "
+                               "repair it first (run the rolling playbook with --tags repair)"
+                               % (journal.get("deploy_id"), journal.get("step")), "deploy_id")
+        journal = None
+    journal = dict(journal or {"deploy_id": deploy_id, "started": now, "steps": []})
+    journal.update(params.get("data") or {})
+    journal["steps"] = list(journal.get("steps", [])) + [{"step": step, "at": now}]
+    journal["step"] = step
+    journal["updated"] = now
+    return journal
+
+
+def run(params, show, check_mode, clock=time.time, proc="/proc"):
+    root = params["root"]
+    path = os.path.join(state_dir(root), JOURNAL)
+    before = read_json(path)
+    state = params["state"]
+    result = {"changed": False, "path": path, "journal": before}
+    if state == "info":
+        result["host"] = observe(root, params["name"], params.get("ports") or [], show, proc)
+        result["last"] = read_json(os.path.join(state_dir(root), LAST))
+        return result
+    if state == "step":
+        after = record(before, params, round(clock(), 3))
+        if not check_mode:
+            write_atomically(path, after)
+        result.update(changed=True, journal=after)
+    elif before is not None:
+        if params.get("deploy_id") and before.get("deploy_id") != params["deploy_id"]:
+            raise JournalError("the journal on this host belongs to deploy %s, not %s"
+                               % (before.get("deploy_id"), params["deploy_id"]), "deploy_id")
+        closed = dict(before, step="done", outcome=params.get("outcome") or "done",
+                      ended=round(clock(), 3))
+        closed.update(params.get("data") or {})
+        if not check_mode:
+            write_atomically(os.path.join(state_dir(root), LAST), closed)
+            os.unlink(path)
+            _fsync_dir(state_dir(root))
+        result.update(changed=True, journal=None, last=closed)
+    result["diff"] = {"before": before or {}, "after": result["journal"] or {}}
+    return result
+
+
+def parse_show(text):
+    props = {}
+    for line in text.splitlines():
+        if "=" in line:
+            key, value = line.split("=", 1)
+            props[key] = value
+    return props
+
+
+SHOW_ARGS = ["show", "--property=" + ",".join(_SHOW), "--"]

@@ -1,0 +1,77 @@
+import json
+import os
+
+import pytest
+
+from ansible_collections.hitless.deploy.plugins.module_utils import _journal
+from ansible_collections.hitless.deploy.plugins.module_utils._journal import JournalError, run
+
+
+def params(root, **kw):
+    base = {"root": str(root), "name": "demo", "state": "step", "deploy_id": "d1",
+            "step": "clone", "data": {"release": "v2", "serving_release": "v1"},
+            "outcome": "done", "replace": False, "ports": []}
+    base.update(kw)
+    return base
+
+
+def no_show(unit):
+    raise AssertionError("systemctl must not be called")
+
+
+def test_steps_accumulate_and_are_written_atomically(tmp_path):
+    run(params(tmp_path), no_show, False, clock=lambda: 1.0)
+    result = run(params(tmp_path, step="route_to_clone", data={}), no_show, False, clock=lambda: 2.0)
+    journal = json.load(open(os.path.join(str(tmp_path), ".hitless", "journal.json")))
+    assert journal == result["journal"]
+    assert journal["step"] == "route_to_clone" and journal["release"] == "v2"
+    assert [s["step"] for s in journal["steps"]] == ["clone", "route_to_clone"]
+    assert not [n for n in os.listdir(os.path.join(str(tmp_path), ".hitless")) if ".tmp-" in n]
+
+
+def test_another_deploys_open_journal_is_refused(tmp_path):
+    run(params(tmp_path), no_show, False)
+    with pytest.raises(JournalError) as err:
+        run(params(tmp_path, deploy_id="d2"), no_show, False)
+    assert err.value.param == "deploy_id" and "still open" in err.value.msg
+    assert run(params(tmp_path, deploy_id="d2", replace=True), no_show, False)["journal"]["deploy_id"] == "d2"
+
+
+def test_done_moves_the_journal_to_last(tmp_path):
+    run(params(tmp_path), no_show, False)
+    result = run(params(tmp_path, state="done", outcome="deployed"), no_show, False)
+    assert result["journal"] is None and result["last"]["outcome"] == "deployed"
+    assert not os.path.exists(os.path.join(str(tmp_path), ".hitless", "journal.json"))
+    again = run(params(tmp_path, state="done"), no_show, False)
+    assert not again["changed"]
+
+
+def test_check_mode_writes_nothing(tmp_path):
+    assert run(params(tmp_path), no_show, True)["changed"]
+    assert not os.path.exists(os.path.join(str(tmp_path), ".hitless"))
+
+
+def test_info_reports_links_and_instances(tmp_path, monkeypatch):
+    root = tmp_path / "srv"
+    (root / "releases" / "v1").mkdir(parents=True)
+    os.symlink("releases/v1", str(root / "current"))
+    monkeypatch.setattr(_journal, "listeners", lambda port, proc: [
+        {"pid": 7, "cmdline": "python3 stray.py", "unit": "stray.service"}] if port == 8081 else [])
+    monkeypatch.setattr(_journal, "process_cwd", lambda pid, proc: str(root / "releases" / "v1"))
+    shows = {"demo@8080.service": {"ActiveState": "active", "MainPID": "5"},
+             "demo@8081.service": {"ActiveState": "inactive", "MainPID": "0"}}
+    result = run(params(root, state="info", ports=[8080, 8081]), shows.__getitem__, False)
+    host = result["host"]
+    assert (host["current"], host["previous"], host["current_is_link"]) == ("v1", None, True)
+    assert host["instances"]["8080"]["running_release"] == "v1"
+    assert host["instances"]["8081"]["running_release"] is None
+    assert host["instances"]["8081"]["foreign_listeners"] == ["pid 7 (python3 stray.py, unit stray.service)"]
+    assert not result["changed"] and result["journal"] is None
+
+
+def test_a_torn_journal_is_an_error_not_an_empty_one(tmp_path):
+    os.makedirs(os.path.join(str(tmp_path), ".hitless"))
+    with open(os.path.join(str(tmp_path), ".hitless", "journal.json"), "w") as handle:
+        handle.write("{")
+    with pytest.raises(JournalError):
+        run(params(tmp_path, state="info"), no_show, False)
