@@ -8,6 +8,9 @@ into an uncompressed tar whose owners and times are normalized, so the digest th
 only changes when names, modes, contents or link targets change. Templates are rendered with the
 template lookup (the task's variables, its search path) and reach the module as ``files``, whose
 content the module never logs.
+
+A relative ``src`` is looked for first in the directory ansible-playbook runs in (what a user
+typing ``-e src=app.tar.gz`` means), then in the role's and playbook's ``files/`` directories.
 """
 
 import os
@@ -44,6 +47,33 @@ def pack_directory(path):
 
 class TemplateError(Exception):
     pass
+
+
+class SourceNotFound(Exception):
+    pass
+
+
+def find_source(src, find_needle, cwd=None):
+    """Controller path of ``src``: as given when absolute, else under ``cwd`` (by default the
+    directory ansible-playbook runs in), else what ``find_needle`` finds (the role's and the
+    playbook's ``files/``). Raises SourceNotFound listing every place looked in."""
+    src = os.path.expanduser(src)
+    if os.path.isabs(src):
+        if os.path.exists(src):
+            return src
+        raise SourceNotFound("src: %s not found on the controller" % src)
+    here = os.path.join(os.getcwd() if cwd is None else cwd, src)
+    if os.path.exists(here):
+        return here
+    try:
+        return find_needle(src)
+    except AnsibleError as e:
+        paths = getattr(e, "paths", None)
+        if paths:
+            raise SourceNotFound("src: %s not found on the controller; looked in %s"
+                                 % (src, ", ".join([here] + [to_text(p) for p in paths])))
+        raise SourceNotFound("src: %s not found on the controller; looked in %s, then: %s"
+                             % (src, here, to_text(e)))
 
 
 def check_templates(templates):
@@ -88,10 +118,9 @@ class ActionModule(ActionBase):
                 args["files"] = list(args.get("files") or []) + rendered
             if src and not boolean(args.get("remote_src", False), strict=False):
                 try:
-                    source = self._find_needle("files", os.path.expanduser(to_text(src)))
-                except AnsibleError as e:
-                    result.update(failed=True, param="src",
-                                  msg="src: %s not found on the controller: %s" % (src, to_text(e)))
+                    source = find_source(to_text(src), lambda s: self._find_needle("files", s))
+                except SourceNotFound as e:
+                    result.update(failed=True, param="src", msg=to_text(e))
                     return result
                 source = source.rstrip("/") or source
                 if os.path.isdir(source):

@@ -23,9 +23,10 @@ import uuid
 import zipfile
 
 from ansible_collections.hitless.deploy.plugins.module_utils._release_files import (
-    check_files, write_files)
+    check_files, content_differs, files_digest, write_files)
 
 RECORD = ".hitless-release.json"
+BAD_DIR = os.path.join(".hitless", "bad")
 PIN_DIR = "/run/systemd/system"
 PIN_FILE = "hitless-pin.conf"
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
@@ -33,12 +34,13 @@ _DIGITS = re.compile(r"(\d+)")
 
 
 class ReleaseError(Exception):
-    """A refusal; ``param`` names the module option at fault."""
+    """A refusal; ``param`` names the module option at fault, ``details`` go into the result."""
 
-    def __init__(self, msg, param=None):
+    def __init__(self, msg, param=None, **details):
         super(ReleaseError, self).__init__(msg)
         self.msg = msg
         self.param = param
+        self.details = details
 
 
 def natural_key(name):
@@ -105,9 +107,13 @@ class Layout(object):
         self.shared = os.path.join(self.root, "shared")
         self.current = os.path.join(self.root, "current")
         self.previous = os.path.join(self.root, "previous")
+        self.bad = os.path.join(self.root, BAD_DIR)
 
     def release(self, name):
         return os.path.join(self.releases, name)
+
+    def bad_mark(self, name):
+        return os.path.join(self.bad, name)
 
     def has_release(self, name):
         path = self.release(name)
@@ -152,19 +158,17 @@ def atomic_link(link, target):
 
 # --- pins ------------------------------------------------------------------------------------
 
+# Imported here rather than at the top so the pins section stays self-contained: _pin is the one
+# parser of the drop-in app_instance writes, so release and app_instance never disagree on a pin.
+from ansible_collections.hitless.deploy.plugins.module_utils._pin import pinned_to  # noqa: E402
+
+
 def read_working_directory(conf):
-    value = None
     try:
         with open(conf) as f:
-            for line in f:
-                line = line.strip()
-                if line.startswith("WorkingDirectory="):
-                    value = line.split("=", 1)[1].strip() or None
+            return pinned_to(f.read())
     except (IOError, OSError):
         return None
-    if value is None:
-        return None
-    return value.lstrip("-").replace("%%", "%")
 
 
 def pinned_releases(layout, pin_dir=PIN_DIR):
@@ -220,9 +224,34 @@ def source_digest(src):
 def read_record(release_dir):
     try:
         with open(os.path.join(release_dir, RECORD)) as f:
-            return json.load(f)
+            record = json.load(f)
     except (IOError, OSError, ValueError):
         return {}
+    return record if isinstance(record, dict) else {}
+
+
+def write_record(release_dir, record, uid=-1, gid=-1):
+    """Replace the record by a rename; an existing record's owner and mode are kept."""
+    path = os.path.join(release_dir, RECORD)
+    mode = 0o644
+    try:
+        st = os.lstat(path)
+        mode, uid, gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+    except FileNotFoundError:
+        pass
+    tmp = os.path.join(release_dir, ".%s.tmp-%s" % (RECORD, _random()))
+    try:
+        with open(tmp, "x") as f:
+            json.dump(record, f, sort_keys=True)
+            f.write("\n")
+        os.chmod(tmp, mode)
+        if uid != -1 or gid != -1:
+            os.lchown(tmp, uid, gid)
+        os.rename(tmp, path)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 # --- archive members -------------------------------------------------------------------------
@@ -504,6 +533,90 @@ def chown_tree(top, uid, gid, check_only=False):
     return changed
 
 
+# --- configuration digests, bases, bad marks -------------------------------------------------
+
+def release_dir_name(name, files, config_digest):
+    """Directory of release ``name``: ``NAME+DIGEST`` (``files_digest``) with ``config_digest``
+    and at least one file, else ``NAME``."""
+    if config_digest and files:
+        return "%s+%s" % (name, files_digest(files))
+    return name
+
+
+def check_own_links(top):
+    """Refuse a release whose own symlinks (its shared links aside) resolve outside it."""
+    real_top = os.path.realpath(top)
+    for dirpath, dirnames, filenames in os.walk(top):
+        for entry in dirnames + filenames:
+            full = os.path.join(dirpath, entry)
+            if not os.path.islink(full):
+                continue
+            rel = os.path.relpath(full, top)
+            real = os.path.realpath(full)
+            if (os.readlink(full) != shared_link_target(rel) and real != real_top
+                    and not real.startswith(real_top + os.sep)):
+                raise ReleaseError("symlink %r -> %r of release %s resolves outside it; not "
+                                   "building from it" % (rel, os.readlink(full),
+                                                         os.path.basename(top)), "name")
+
+
+def copy_release(base, dest, skip):
+    """Fill the existing empty directory ``dest`` with ``base``'s tree, less its record and the
+    relative paths in ``skip`` (its configuration files); symlinks are copied as links."""
+    skip = set(skip) | {RECORD}
+
+    def ignore(dirpath, names):
+        rel = os.path.relpath(dirpath, base)
+        return [n for n in names if posixpath.normpath(posixpath.join(rel, n)) in skip]
+
+    shutil.copytree(base, dest, symlinks=True, ignore=ignore, dirs_exist_ok=True)
+
+
+def find_base(layout, name):
+    """Release directory to build a new ``NAME+DIGEST`` from when no src is given: ``NAME``, or
+    else the newest (by its record's ``created``) ``NAME+DIGEST`` whose record says config_digest
+    made it from release NAME. None when there is none."""
+    if layout.has_release(name):
+        return name
+    candidates = []
+    for entry in layout.list_releases():
+        record = read_record(layout.release(entry))
+        if (record.get("release") == name and record.get("sha256") and record.get("config_digest")
+                and entry == "%s+%s" % (name, record["config_digest"])):
+            candidates.append((str(record.get("created") or ""), entry))
+    return max(candidates)[1] if candidates else None
+
+
+def read_bad_mark(path):
+    """The bad mark at ``path`` as a dict (``{"cause": text}`` when it is not a JSON object),
+    or None when there is none."""
+    if not os.path.lexists(path):
+        return None
+    if os.path.islink(path) or not os.path.isfile(path):
+        raise ReleaseError("bad mark %s is not a regular file; refusing to read or remove it"
+                           % path, "name")
+    with open(path, "rb") as f:
+        text = f.read(1 << 16).decode("utf-8", "replace")
+    try:
+        mark = json.loads(text)
+    except ValueError:
+        mark = None
+    return mark if isinstance(mark, dict) else {"cause": text.strip()}
+
+
+def _as_text(value):
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def bad_mark_message(release, mark, path):
+    failure = "failed at %s" % _as_text(mark["step"]) if mark.get("step") else "failed"
+    if mark.get("cause"):
+        failure += ": %s" % _as_text(mark["cause"])
+    return ("release %s is marked bad: %s (%s); fix the release or its configuration (a new "
+            "configuration is a new release), or clear the mark with clear_bad=true"
+            % (release, failure, path))
+
+
 # --- the module's actions --------------------------------------------------------------------
 
 def _in_use(name, snap, pins, previous_too=True):
@@ -523,17 +636,20 @@ def _delete(path):
     shutil.rmtree(doomed)
 
 
-def _build(layout, name, src, digest, shared, uid, gid, replace):
+def _build(layout, name, fill, record, shared, files, uid, gid, replace):
+    """Make ``releases/NAME`` in a temporary directory: ``fill(tmp)``, shared links, ``files``
+    and the record (``record`` plus name, config_files, created); then rename it into place."""
     os.makedirs(layout.releases, exist_ok=True)
     path = layout.release(name)
     tmp = os.path.join(layout.releases, ".tmp-%s-%s" % (name, _random()))
     os.mkdir(tmp, 0o755)
     try:
-        unpack(src, tmp)
+        fill(tmp)
         link_shared(tmp, layout, shared, uid, gid)
+        write_files(tmp, files, uid, gid, check_mode=False)
         with open(os.path.join(tmp, RECORD), "w") as f:
-            json.dump({"name": name, "sha256": digest, "source": os.path.basename(src.rstrip("/")),
-                       "created": datetime.datetime.now(datetime.timezone.utc).isoformat()}, f)
+            json.dump(dict(record, name=name, config_files=sorted(f[0] for f in files),
+                           created=datetime.datetime.now(datetime.timezone.utc).isoformat()), f)
             f.write("\n")
         os.chmod(tmp, 0o755)
         chown_tree(tmp, uid, gid)
@@ -566,33 +682,94 @@ def _tidy(path, layout, shared, uid, gid, check_mode):
     return changed
 
 
-def ensure_release(layout, name, src, shared, uid, gid, snap, pins, check_mode):
-    path = layout.release(name)
-    exists = layout.has_release(name)
+def _rewrite_refusal(release, in_use, paths, config_digest):
+    if config_digest:
+        return ("release %s is %s and its %s no longer match the configuration its name was "
+                "derived from (changed on the host?); a release in use is never rewritten: "
+                "restore them or deploy under a new name" % (release, in_use, ", ".join(paths)))
+    return ("release %s is %s and writing %s would change the configuration it serves; a "
+            "release in use is never rewritten: deploy the new configuration as a new release "
+            "(config_digest=true names it after its configuration)"
+            % (release, in_use, ", ".join(paths)))
+
+
+def plan_release(layout, name, release, src, files, config_digest, snap, pins):
+    """How ``releases/RELEASE`` comes about: ``{"action": "keep"}``, ``{"action": "build",
+    "digest", "replace"}`` (from src) or ``{"action": "derive", "base"}`` (from another
+    directory of release NAME). Raises every refusal that needs no writing, so a refused task
+    changes nothing."""
+    path = layout.release(release)
+    exists = layout.has_release(release)
     if os.path.lexists(path) and not exists:
         raise ReleaseError("%s exists and is not a directory" % path, "name")
-    if src is None:
-        if not exists:
-            raise ReleaseError("release %s does not exist under %s and no src was given"
-                               % (name, layout.releases), "src")
-        return _tidy(path, layout, shared, uid, gid, check_mode)
-    if not os.path.exists(src):
-        raise ReleaseError("src %s does not exist on the host" % src, "src")
-    digest = source_digest(src)
-    if exists and read_record(path).get("sha256") == digest:
-        return _tidy(path, layout, shared, uid, gid, check_mode)
+    digest = None
+    if src is not None:
+        if not os.path.exists(src):
+            raise ReleaseError("src %s does not exist on the host" % src, "src")
+        digest = source_digest(src)
+    if exists and (src is None or read_record(path).get("sha256") == digest):
+        differing = content_differs(path, files) if files else []
+        in_use = _in_use(release, snap, pins)
+        if differing and in_use:
+            # What made the rolling deploy's clone no fallback: its release rewritten under it.
+            raise ReleaseError(_rewrite_refusal(release, in_use, differing, config_digest), "files")
+        return {"action": "keep"}
     if exists:
         # Swapping files under a running process is exactly what this collection avoids.
-        in_use = _in_use(name, snap, pins, previous_too=False)
+        in_use = _in_use(release, snap, pins, previous_too=False)
         if in_use:
             raise ReleaseError(
                 "release %s is %s and src differs from what it was made from (sha256 %s); "
-                "deploy the new content under a new name" % (name, in_use, digest), "name")
-    if check_mode:
-        inspect(src)
-    else:
-        _build(layout, name, src, digest, shared, uid, gid, replace=exists)
-    return True
+                "deploy the new content under a new name" % (release, in_use, digest), "name")
+        return {"action": "build", "digest": digest, "replace": True}
+    if src is not None:
+        return {"action": "build", "digest": digest, "replace": False}
+    base = find_base(layout, name) if config_digest else None
+    if base is None:
+        raise ReleaseError("release %s does not exist under %s and no src was given%s"
+                           % (release, layout.releases,
+                              " (nor is there a release %s or %s+* to build it from)" % (name, name)
+                              if config_digest else ""), "src")
+    check_own_links(layout.release(base))
+    return {"action": "derive", "base": base}
+
+
+def _note_config_files(path, files, uid, gid):
+    """Add the paths of ``files`` to the record's config_files, left out when copying it."""
+    record = read_record(path)
+    known = sorted(set(record.get("config_files") or []) | set(f[0] for f in files))
+    if record.get("config_files") != known:
+        record["config_files"] = known
+        write_record(path, record, uid, gid)
+
+
+def apply_release(layout, name, release, how, src, files, config_digest, shared, uid, gid,
+                  check_mode):
+    """Carry out ``plan_release``'s plan; return ``(changed, paths of files written)``."""
+    path = layout.release(release)
+    if how["action"] == "keep":
+        changed = _tidy(path, layout, shared, uid, gid, check_mode)
+        written = write_files(path, files, uid, gid, check_mode)
+        if written and not check_mode:
+            _note_config_files(path, files, uid, gid)
+        return changed or bool(written), written
+    record = {"release": name}
+    if config_digest and files:
+        record["config_digest"] = files_digest(files)
+    if how["action"] == "build":
+        if check_mode:
+            inspect(src)
+        else:
+            record.update(sha256=how["digest"], source=os.path.basename(src.rstrip("/")))
+            _build(layout, release, lambda tmp: unpack(src, tmp), record, shared, files, uid, gid,
+                   how["replace"])
+    elif not check_mode:
+        base = layout.release(how["base"])
+        made = read_record(base)
+        record.update(sha256=made.get("sha256"), source=made.get("source"), derived_from=how["base"])
+        _build(layout, release, lambda tmp: copy_release(base, tmp, made.get("config_files") or []),
+               record, shared, files, uid, gid, replace=False)
+    return True, [f[0] for f in files]
 
 
 def switch(layout, target, plan, check_mode, move_previous):
@@ -652,6 +829,7 @@ def run(params, check_mode):
     files = check_files(params.get("files"))
     if files and state not in ("present", "current"):
         raise ReleaseError("files can only be written with state present or current", "files")
+    config_digest = bool(params.get("config_digest"))
     uid, gid = resolve_owner(params.get("owner"), params.get("group"))
     if os.path.lexists(layout.root) and not os.path.isdir(layout.root):
         raise ReleaseError("root %s exists and is not a directory" % layout.root, "root")
@@ -659,42 +837,68 @@ def run(params, check_mode):
     before = layout.snapshot()
     pins = pinned_releases(layout, params.get("pin_dir") or PIN_DIR)
     plan = dict(before, releases=list(before["releases"]))
+    # The directory this task is about: NAME(+DIGEST), or the rollback's target.
+    release = name
+    if state in ("present", "current"):
+        release = release_dir_name(name, files, config_digest)
+    elif state == "rollback":
+        release = name or before["previous"]
+        if not release:
+            raise ReleaseError("there is no previous release under %s to roll back to; pass name"
+                               % layout.root, "name")
+    mark_path = layout.bad_mark(release) if "/" not in release else None
+    mark = read_bad_mark(mark_path) if mark_path else None
+    clear_mark = mark is not None and bool(params.get("clear_bad"))
+    if mark is not None and params.get("refuse_bad") and not clear_mark and state != "absent":
+        raise ReleaseError(bad_mark_message(release, mark, mark_path), "name", bad_mark=mark)
+    if state in ("present", "current"):
+        how = plan_release(layout, name, release, params.get("src"), files, config_digest,
+                           before, pins)
+    elif state == "rollback" and ("/" in release or not layout.has_release(release)):
+        raise ReleaseError("cannot roll back to %s: no such release under %s"
+                           % (release, layout.releases), "name")
+
     changed = False
     written = []
     if state in ("present", "current"):
-        changed |= ensure_release(layout, name, params.get("src"), shared, uid, gid, before, pins, check_mode)
-        if name not in plan["releases"]:
-            plan["releases"].append(name)
-        written = write_files(layout.release(name), files, uid, gid, check_mode)
-        changed |= bool(written)
-    if state == "current":
-        changed |= switch(layout, name, plan, check_mode, move_previous=True)
-    elif state == "rollback":
-        target = name or before["previous"]
-        if not target:
-            raise ReleaseError("there is no previous release under %s to roll back to; pass name"
-                               % layout.root, "name")
-        if "/" in target or not layout.has_release(target):
-            raise ReleaseError("cannot roll back to %s: no such release under %s"
-                               % (target, layout.releases), "name")
-        changed |= switch(layout, target, plan, check_mode, move_previous=False)
+        made, written = apply_release(layout, name, release, how, params.get("src"), files,
+                                      config_digest, shared, uid, gid, check_mode)
+        changed |= made
+        if release not in plan["releases"]:
+            plan["releases"].append(release)
     elif state == "absent":
         changed |= remove(layout, name, plan, pins, check_mode)
+    # After the refusals and the release's own changes, before it can serve.
+    if clear_mark:
+        if not check_mode:
+            os.unlink(mark_path)
+        changed = True
+    if state == "current":
+        changed |= switch(layout, release, plan, check_mode, move_previous=True)
+    elif state == "rollback":
+        changed |= switch(layout, release, plan, check_mode, move_previous=False)
     pruned = []
     if keep:
-        pruned = prune(layout, keep, plan, pins, name, check_mode)
+        pruned = prune(layout, keep, plan, pins, release, check_mode)
         changed |= bool(pruned)
     plan["releases"] = sorted(plan["releases"], key=natural_key)
 
     after = plan if check_mode else layout.snapshot()
-    shown = name or after["current"]
+    diff = {"before": dict(before), "after": dict(after)}
+    if mark is not None:
+        diff["before"]["bad_mark"] = mark
+        diff["after"]["bad_mark"] = None if clear_mark else mark
+    shown = release or after["current"]
+    shown = shown if shown and "/" not in shown else None
     return {
         "changed": changed,
-        "release_path": layout.release(shown) if shown and "/" not in shown else None,
+        "release": shown,
+        "release_path": layout.release(shown) if shown else None,
         "current": after["current"],
         "previous": after["previous"],
         "pruned": pruned,
         "pinned": sorted(pins),
         "files_changed": written,
-        "diff": {"before": before, "after": after},
+        "bad_mark": mark,
+        "diff": diff,
     }

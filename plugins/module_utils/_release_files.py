@@ -9,12 +9,14 @@ because writing there would change what the serving release reads too.
 Pure stdlib; runs on the target (Python >= 3.9).
 """
 
+import hashlib
 import os
 import posixpath
 import stat
 import tempfile
 
 DEFAULT_MODE = "0640"
+DIGEST_LENGTH = 8
 
 
 class FilesError(Exception):
@@ -58,6 +60,46 @@ def check_files(files):
         data = content.encode("utf-8") if not isinstance(content, bytes) else content
         checked.append((norm, data, _mode(entry.get("mode"), norm)))
     return checked
+
+
+def files_digest(files):
+    """First ``DIGEST_LENGTH`` hex digits of a sha256 identifying ``check_files``' entries.
+
+    The entries are taken in the order of their normalized paths (UTF-8 bytes); for each, the
+    hash is fed ``path NUL mode NUL length NUL content``: the normalized relative path in UTF-8,
+    the permission bits as four octal digits (``0640``), the content's length in bytes in
+    decimal, and the content's bytes. The order the files are given in does not matter; a
+    different path, mode or content gives a different digest. Owners are not part of it.
+    """
+    digest = hashlib.sha256()
+    for path, data, mode in sorted(files, key=lambda f: f[0].encode("utf-8", "surrogateescape")):
+        digest.update(path.encode("utf-8", "surrogateescape"))
+        digest.update(("\0%04o\0%d\0" % (mode, len(data))).encode("ascii"))
+        digest.update(data)
+    return digest.hexdigest()[:DIGEST_LENGTH]
+
+
+def content_differs(release_dir, files):
+    """Paths of ``check_files``' entries missing from ``release_dir`` or with another content
+    (modes and owners aside): what writing them would change for a process reading them."""
+    differing = []
+    for path, data, _mode in files:
+        dest = os.path.join(release_dir, path)
+        _inside(release_dir, path)
+        try:
+            st = os.lstat(dest)
+        except FileNotFoundError:
+            differing.append(path)
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            raise FilesError("files: %s exists and is not a regular file" % dest)
+        if st.st_size != len(data):
+            differing.append(path)
+            continue
+        with open(dest, "rb") as handle:
+            if handle.read() != data:
+                differing.append(path)
+    return differing
 
 
 def _inside(release_dir, path):

@@ -2,10 +2,12 @@
 
 ``src`` is a controller path, so the action plugin's push to the remote tmp is exercised too.
 """
+import hashlib
 import io
 import json
 import os
 import stat
+import subprocess
 import sys
 import tarfile
 import zipfile
@@ -13,7 +15,7 @@ import zipfile
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from _ansible import run_module  # noqa: E402
+from _ansible import BIN, HERE, parse_result, run_module  # noqa: E402
 
 EVIL_OUTSIDE = "hitless-evil-outside"
 
@@ -226,8 +228,21 @@ def test_templates_and_files_are_written_into_the_release(tmp_path, archives):
     assert "hush-4711" not in json.dumps(applied)
 
     template.write_text("[app]\nhost = {{ inventory_hostname }}\nport = 8080\n")
-    changed = release(root, **args)
+    changed = release(root, **args)  # nothing uses v1 yet: rewritten
     assert changed.changed and changed["files_changed"] == ["config/app.ini"], changed
+    assert (path / "config" / "app.ini").read_text().endswith("port = 8080\n")
+
+    # Once it serves, never again: another configuration is another release.
+    assert release(root, name="v1", state="current").changed
+    template.write_text("[app]\nhost = {{ inventory_hostname }}\nport = 9090\n")
+    for check in (True, False):
+        refused = release(root, check=check, **args)
+        assert refused.failed and refused["param"] == "files", refused
+        assert refused["msg"].startswith("files: release v1 is current") and "never rewritten" in refused["msg"]
+    assert (path / "config" / "app.ini").read_text().endswith("port = 8080\n")
+    staged = release(root, config_digest=True, **args)
+    assert staged.changed and staged["release"].startswith("v1+"), staged
+    assert (root / "releases" / staged["release"] / "config/app.ini").read_text().endswith("port = 9090\n")
     assert (path / "config" / "app.ini").read_text().endswith("port = 8080\n")
 
 
@@ -240,3 +255,98 @@ def test_templates_bad_input_changes_nothing(tmp_path, archives):
         res = release(root, name="v1", src=archives["v1"], **extra)
         assert res.failed and res["param"] == param and res["msg"].startswith(param), res
         assert not os.path.exists(root / "releases" / "v1")
+
+
+def tree_sha256(top):
+    """Names, modes, link targets, contents, inodes and mtimes of a tree: any write shows."""
+    digest = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(str(top)):
+        dirnames.sort()
+        for entry in sorted(dirnames + filenames):
+            full = os.path.join(dirpath, entry)
+            st = os.lstat(full)
+            digest.update(("%s %o %d %d %d\n" % (os.path.relpath(full, str(top)), st.st_mode,
+                                                  st.st_uid, st.st_gid, st.st_ino)).encode())
+            if stat.S_ISLNK(st.st_mode):
+                digest.update(os.readlink(full).encode())
+            elif stat.S_ISREG(st.st_mode):
+                digest.update(("%d\n" % st.st_mtime_ns).encode())
+                with open(full, "rb") as f:
+                    digest.update(f.read())
+    return digest.hexdigest()
+
+
+def test_same_archive_other_configuration_is_another_release(tmp_path, archives):
+    root = tmp_path / "srv"
+    base = {"name": "v1", "src": archives["v1"], "state": "current", "shared": ["log"],
+            "config_digest": True, "refuse_bad": True}
+    first = converge(root, files=[{"path": ".env", "content": "MODE=one\n"}], **base)
+    one = first["release"]
+    assert one.startswith("v1+") and len(one) == len("v1+") + 8 and first["current"] == one
+    assert first["release_path"] == str(root / "releases" / one)
+    serving = root / "releases" / one
+    before = tree_sha256(serving)
+
+    second = converge(root, files=[{"path": ".env", "content": "MODE=two\n"}], **base)
+    two = second["release"]
+    assert two != one and (second["current"], second["previous"]) == (two, one)
+    assert listing(root) == sorted([one, two])
+    assert tree_sha256(serving) == before
+    assert (serving / ".env").read_text() == "MODE=one\n"
+    assert (root / "current/.env").read_text() == "MODE=two\n"
+
+    # The same code with a third configuration, no src: built from a directory of v1.
+    third = release(root, files=[{"path": ".env", "content": "MODE=three\n"}],
+                    **dict(base, src=None, state="present"))
+    assert third.changed and third["files_changed"] == [".env"], third
+    assert (root / "releases" / third["release"] / "app.py").read_text() == "VERSION = 'v1'\n"
+    assert tree_sha256(serving) == before
+
+    # A mark on the second: refused before anything is done, until cleared.
+    bad = root / ".hitless" / "bad"
+    bad.mkdir(parents=True)
+    (bad / two).write_text(json.dumps({"step": "post_start", "task": "Check", "cause": "HTTP 500"}))
+    refused = release(root, files=[{"path": ".env", "content": "MODE=two\n"}], **base)
+    assert refused.failed and refused["param"] == "name", refused
+    assert refused["msg"].startswith("name: release %s is marked bad: failed at post_start: HTTP 500" % two)
+    assert refused["bad_mark"]["task"] == "Check"
+    cleared = release(root, files=[{"path": ".env", "content": "MODE=two\n"}], clear_bad=True, **base)
+    assert cleared.changed and cleared["bad_mark"]["cause"] == "HTTP 500", cleared
+    assert not (bad / two).exists()
+    assert tree_sha256(serving) == before
+
+
+def playbook(book_dir, cwd, args):
+    """Run one release task from a playbook in ``book_dir`` with ansible-playbook in ``cwd``."""
+    book = os.path.join(str(book_dir), "deploy.yml")
+    with open(book, "w") as f:
+        json.dump([{"hosts": "localhost", "gather_facts": False,
+                    "tasks": [{"hitless.deploy.release": args}]}], f)
+    env = dict(os.environ, ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+               ANSIBLE_CALLBACK_PLUGINS=os.path.join(HERE, "callback_plugins"),
+               ANSIBLE_STDOUT_CALLBACK="result_json", ANSIBLE_NOCOLOR="1",
+               ANSIBLE_DEPRECATION_WARNINGS="False")
+    proc = subprocess.run(
+        [os.path.join(BIN, "ansible-playbook"), "-i", "localhost,", "-c", "local",
+         "-e", "ansible_python_interpreter=" + sys.executable, book],
+        cwd=str(cwd), capture_output=True, text=True, timeout=300, env=env, check=False)
+    return parse_result(proc.stdout, "localhost", proc)
+
+
+def test_relative_src_is_found_in_the_directory_ansible_playbook_runs_in(tmp_path, archives):
+    work, books = tmp_path / "work", tmp_path / "books"
+    (work / "dist").mkdir(parents=True)
+    books.mkdir()
+    with open(archives["v3"], "rb") as f:
+        (work / "dist" / "app-v3.tar.gz").write_bytes(f.read())
+    root = tmp_path / "srv"
+    res = playbook(books, work, {"root": str(root), "name": "v3", "src": "dist/app-v3.tar.gz"})
+    assert not res.failed and res.changed, res
+    assert (root / "releases/v3/app.py").read_text() == "VERSION = 'v3'\n"
+
+    res = playbook(books, work, {"root": str(root), "name": "v4", "src": "dist/nope.tar.gz"})
+    assert res.failed and res["param"] == "src", res
+    assert res["msg"].startswith("src: dist/nope.tar.gz not found on the controller; looked in ")
+    assert str(work / "dist" / "nope.tar.gz") in res["msg"]
+    assert str(books / "files" / "dist" / "nope.tar.gz") in res["msg"]
+    assert listing(root) == ["v3"]

@@ -2,6 +2,7 @@
 import io
 import json
 import os
+import re
 import stat
 import tarfile
 import zipfile
@@ -381,7 +382,7 @@ def test_prune_keeps_newest_current_previous_and_pinned(world):
     world(name="v1", state="current")  # current v1, previous v2
     (world.pins / "demo@8081.service.d").mkdir()
     (world.pins / "demo@8081.service.d" / R.PIN_FILE).write_text(
-        "WorkingDirectory=%s\n" % (world.root / "releases" / "v3"))
+        "[Service]\nWorkingDirectory=%s\n" % (world.root / "releases" / "v3"))
     res = world(check=True, state="rollback", name="v1", keep=1)
     assert res["pruned"] == [] and not res["changed"]  # v10 newest, v1 current, v2 previous, v3 pinned
     (world.pins / "demo@8081.service.d" / R.PIN_FILE).unlink()
@@ -421,3 +422,226 @@ def test_missing_src_and_bad_keep(world):
         world(name="v1", src="v1", keep=-1)
     assert err.value.param == "keep"
     assert not world.root.exists()
+
+
+# --- configuration digests, immutable releases, bad marks ---------------------------------------
+
+ENV1 = [{"path": ".env", "content": "MODE=one\n"}, {"path": "config/app.ini", "content": "[a]\n"}]
+ENV2 = [{"path": ".env", "content": "MODE=two\n"}]
+
+
+def _dir(files):
+    from ansible_collections.hitless.deploy.plugins.module_utils._release_files import (
+        check_files, files_digest)
+    return "v1+" + files_digest(check_files(files))
+
+
+def test_release_dir_name():
+    files = [("a", b"x", 0o640)]
+    assert R.release_dir_name("v1", files, False) == "v1"
+    assert R.release_dir_name("v1", [], True) == "v1"
+    assert R.release_dir_name("v1", files, True) == "v1+" + R.files_digest(files)
+    assert re.match(r"^v1\+[0-9a-f]{8}$", R.release_dir_name("v1", files, True))
+
+
+def test_release_is_returned_with_or_without_config_digest(world):
+    res = world(name="v1", src="v1", files=ENV1, state="present")
+    assert res["release"] == "v1" and res["release_path"] == str(world.root / "releases" / "v1")
+    res = world(name="v1", src="v1", state="present", config_digest=True)  # no files: NAME
+    assert res["release"] == "v1" and not res["changed"]
+    res = world(name="v1", src="v1", files=ENV1, state="present", config_digest=True)
+    assert res["release"] == _dir(ENV1) and res["changed"]
+    assert res["release_path"] == str(world.root / "releases" / _dir(ENV1))
+    assert res["bad_mark"] is None
+
+
+def test_same_archive_other_files_is_another_directory_and_the_serving_one_is_untouched(world):
+    first = _apply_twice(world, name="v1", src="v1", files=ENV1, state="current", shared=["log"],
+                         config_digest=True)
+    serving = world.root / "releases" / _dir(ENV1)
+    assert first["current"] == _dir(ENV1) and first["files_changed"] == [".env", "config/app.ini"]
+    record = json.loads((serving / R.RECORD).read_text())
+    assert record["config_files"] == [".env", "config/app.ini"]
+    assert record["release"] == "v1" and record["config_digest"] == _dir(ENV1)[3:]
+    before = R.sha256_tree(str(serving))
+
+    second = _apply_twice(world, name="v1", src="v1", files=ENV2, state="current", shared=["log"],
+                          config_digest=True)
+    assert (second["current"], second["previous"]) == (_dir(ENV2), _dir(ENV1))
+    assert second["diff"]["after"]["releases"] == sorted([_dir(ENV1), _dir(ENV2)], key=R.natural_key)
+    assert R.sha256_tree(str(serving)) == before
+    assert (serving / ".env").read_text() == "MODE=one\n"
+    assert (world.root / "current" / ".env").read_text() == "MODE=two\n"
+    assert not (world.root / "current" / "config").exists()  # from src: only its own files
+    assert not [n for n in os.listdir(world.root / "releases") if n.startswith(".")]
+
+
+def test_new_configuration_without_src_is_built_from_a_base(world):
+    world(name="v1", src="v1", files=ENV1, state="current", shared=["log"], config_digest=True)
+    base = world.root / "releases" / _dir(ENV1)
+    os.symlink("app.py", str(base / "main.py"))  # a link of the release itself
+    before = R.sha256_tree(str(base))
+
+    res = _apply_twice(world, name="v1", files=ENV2, state="current", shared=["log"],
+                       config_digest=True)
+    made = world.root / "releases" / _dir(ENV2)
+    assert res["current"] == _dir(ENV2) and res["files_changed"] == [".env"]
+    assert (made / "app.py").read_text() == "print('v1')\n"
+    assert os.readlink(str(made / "main.py")) == "app.py"
+    assert os.readlink(str(made / "log")) == "../../shared/log"
+    assert (made / ".env").read_text() == "MODE=two\n"
+    assert not (made / "config" / "app.ini").exists()  # the base's configuration stays behind
+    record = json.loads((made / R.RECORD).read_text())
+    assert record["derived_from"] == _dir(ENV1) and record["config_files"] == [".env"]
+    assert record["sha256"] == R.sha256_file(str(world.arch / "v1.tar.gz"))
+    assert R.sha256_tree(str(base)) == before
+
+    # The same archive again is the same release: nothing to do.
+    assert not world(name="v1", src="v1", files=ENV2, state="current", shared=["log"],
+                     config_digest=True)["changed"]
+    # A plain NAME is the preferred base, and without files it is the release itself.
+    world(name="v1", src="v1", state="present")
+    env3 = [{"path": ".env", "content": "MODE=three\n"}]
+    res = world(name="v1", files=env3, config_digest=True)
+    assert json.loads((world.root / "releases" / res["release"] / R.RECORD).read_text())[
+        "derived_from"] == "v1"
+
+
+def test_building_without_src_needs_a_base_and_takes_the_newest(world):
+    for check in (True, False):
+        with pytest.raises(R.ReleaseError, match=r"nor is there a release v1 or v1\+\*") as err:
+            world(check=check, name="v1", files=ENV1, config_digest=True)
+        assert err.value.param == "src"
+    assert not world.root.exists() or R.Layout(str(world.root)).list_releases() == []
+    world(name="v1", src="v1", files=ENV1, config_digest=True)
+    world(name="v1", src="v2", files=ENV2, config_digest=True)  # v1 rebuilt: other bytes
+    world(name="v9", src="v3", files=ENV1, config_digest=True)  # another release, never a base
+    env3 = [{"path": ".env", "content": "MODE=3\n"}]
+    res = world(name="v1", files=env3, config_digest=True)
+    made = world.root / "releases" / res["release"]
+    assert json.loads((made / R.RECORD).read_text())["derived_from"] == _dir(ENV2)
+    assert (made / "app.py").read_text() == "print('v2')\n"
+    with pytest.raises(R.ReleaseError, match="no src was given") as err:  # no derivation without
+        world(name="v1", files=ENV1)  # config_digest
+    assert err.value.param == "src"
+
+
+@pytest.mark.parametrize("use", ["current", "previous", "pinned"])
+def test_files_of_a_release_in_use_are_never_rewritten(world, use):
+    world(name="v1", src="v1", files=ENV1, state="current")
+    if use == "previous":
+        world(name="v2", src="v2", state="current")
+    elif use == "pinned":
+        world(name="v2", src="v2", state="current")
+        world(name="v3", src="v3", state="current")
+        (world.pins / "demo@8081.service.d").mkdir()
+        (world.pins / "demo@8081.service.d" / R.PIN_FILE).write_text(
+            "[Service]\nWorkingDirectory=%s\n" % (world.root / "releases" / "v1"))
+    release = world.root / "releases" / "v1"
+    before = R.sha256_tree(str(release))
+    for files in (ENV2, ENV1 + [{"path": "extra.ini", "content": "x"}]):
+        for check in (True, False):
+            with pytest.raises(R.ReleaseError, match="release v1 is %s" % use) as err:
+                world(check=check, name="v1", src="v1", files=files, owner="nobody")
+            assert err.value.param == "files" and "never rewritten" in err.value.msg
+            assert ".env" in err.value.msg or "extra.ini" in err.value.msg
+    assert R.sha256_tree(str(release)) == before
+    assert os.stat(release / "app.py").st_uid == os.getuid()  # owner not changed either
+    # The same configuration is fine, a mode alone is fixed in place.
+    assert not world(name="v1", files=ENV1)["changed"]
+    res = world(name="v1", files=[dict(ENV1[0], mode="0600"), ENV1[1]])
+    assert res["changed"] and res["files_changed"] == [".env"]
+    assert (release / ".env").read_text() == "MODE=one\n"
+
+
+def test_files_of_a_release_nothing_uses_are_rewritten_and_recorded(world):
+    world(name="v1", src="v1", state="current")
+    world(name="v2", src="v2", files=ENV1)
+    res = world(name="v2", files=ENV2 + [{"path": "more.ini", "content": "m"}])
+    assert res["changed"] and res["files_changed"] == [".env", "more.ini"]
+    record = json.loads((world.root / "releases" / "v2" / R.RECORD).read_text())
+    assert record["config_files"] == [".env", "config/app.ini", "more.ini"]
+
+
+def test_a_tampered_release_in_use_is_refused_with_config_digest(world):
+    world(name="v1", src="v1", files=ENV1, state="current", config_digest=True)
+    serving = world.root / "releases" / _dir(ENV1)
+    (serving / ".env").write_text("MODE=edited\n")
+    with pytest.raises(R.ReleaseError, match="changed on the host") as err:
+        world(name="v1", src="v1", files=ENV1, state="current", config_digest=True)
+    assert err.value.param == "files" and _dir(ENV1) in err.value.msg
+    assert (serving / ".env").read_text() == "MODE=edited\n"
+
+
+def _mark(world, release, **mark):
+    bad = world.root / ".hitless" / "bad"
+    bad.mkdir(parents=True, exist_ok=True)
+    (bad / release).write_text(json.dumps(dict({"step": "post_start", "task": "Check",
+                                                "cause": "GET /health: 500"}, **mark)))
+    return bad / release
+
+
+def test_refuse_bad_refuses_the_marked_release_only(world):
+    world(name="v1", src="v1", state="current")
+    mark = _mark(world, _dir(ENV1))
+    args = dict(name="v1", src="v2", files=ENV1, state="current", config_digest=True,
+                refuse_bad=True)
+    for check in (True, False):
+        with pytest.raises(R.ReleaseError) as err:
+            world(check=check, **args)
+        assert err.value.param == "name"
+        assert err.value.msg == (
+            "release %s is marked bad: failed at post_start: GET /health: 500 (%s); fix the "
+            "release or its configuration (a new configuration is a new release), or clear the "
+            "mark with clear_bad=true" % (_dir(ENV1), mark))
+        assert err.value.details["bad_mark"]["task"] == "Check"
+    assert R.Layout(str(world.root)).list_releases() == ["v1"]
+    # Another configuration is another release, not refused.
+    res = world(**dict(args, files=ENV2))
+    assert res["changed"] and res["bad_mark"] is None
+    # Without refuse_bad the mark is only reported.
+    res = world(name="v1", src="v2", files=ENV1, config_digest=True)
+    assert res["changed"] and res["bad_mark"]["step"] == "post_start"
+    # Rolling back to a marked release is refused too, removing it is not.
+    with pytest.raises(R.ReleaseError, match="is marked bad"):
+        world(state="rollback", name=_dir(ENV1), refuse_bad=True)
+    assert world(state="absent", name=_dir(ENV1), refuse_bad=True)["changed"]
+
+
+def test_clear_bad_removes_the_mark_honestly(world):
+    world(name="v1", src="v1", state="current")
+    mark = _mark(world, "v2", step="upgrade")
+    args = dict(name="v2", src="v2", state="current", refuse_bad=True, clear_bad=True)
+    res = world(check=True, **args)
+    assert res["changed"] and mark.exists() and res["bad_mark"]["step"] == "upgrade"
+    assert res["diff"]["before"]["bad_mark"]["step"] == "upgrade"
+    assert res["diff"]["after"]["bad_mark"] is None and res["diff"]["after"]["current"] == "v2"
+    res = world(**args)
+    assert res["changed"] and not mark.exists() and res["current"] == "v2"
+    assert res["diff"]["after"]["bad_mark"] is None
+    for check in (True, False):
+        again = world(check=check, **args)
+        assert not again["changed"] and again["bad_mark"] is None
+        assert "bad_mark" not in again["diff"]["before"]
+    # Only the mark: a release that already serves, cleared and nothing else.
+    mark = _mark(world, "v2", cause="not JSON")
+    mark.write_text("plain text cause\n")
+    res = world(name="v2", clear_bad=True)
+    assert res["changed"] and res["bad_mark"] == {"cause": "plain text cause"} and not mark.exists()
+
+
+def test_clear_bad_changes_nothing_when_the_task_is_refused(world):
+    world(name="v1", src="v1", files=ENV1, state="current")
+    mark = _mark(world, "v1")
+    with pytest.raises(R.ReleaseError) as err:
+        world(name="v1", files=ENV2, clear_bad=True, refuse_bad=True)
+    assert err.value.param == "files" and mark.exists()
+
+
+def test_a_base_with_an_outward_link_is_refused_in_check_mode_too(world):
+    world(name="v1", src="v1", files=ENV1, shared=["log"], config_digest=True)
+    os.symlink("/etc", str(world.root / "releases" / _dir(ENV1) / "etc"))
+    for check in (True, False):
+        with pytest.raises(R.ReleaseError, match="'etc' -> '/etc' of release v1.* resolves outside"):
+            world(check=check, name="v1", files=ENV2, shared=["log"], config_digest=True)
+    assert os.listdir(world.root / "releases") == [_dir(ENV1)]

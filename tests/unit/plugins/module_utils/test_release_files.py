@@ -5,7 +5,7 @@ import pytest
 
 from ansible_collections.hitless.deploy.plugins.module_utils import _release as R
 from ansible_collections.hitless.deploy.plugins.module_utils._release_files import (
-    FilesError, check_files, write_files)
+    FilesError, check_files, content_differs, files_digest, write_files)
 
 
 def test_check_files_normalizes_and_defaults_mode():
@@ -126,3 +126,42 @@ def test_write_files_creates_directories_owned_like_the_release(tmp_path):
     write_files(str(tmp_path), files, -1, 1, check_mode=False)
     for path in ("config", "config/deep", "config/deep/app.ini"):
         assert os.stat(tmp_path / path).st_gid == 1, path
+
+
+# --- the configuration digest -------------------------------------------------------------------
+
+def test_files_digest_is_the_documented_sha256():
+    import hashlib
+    files = check_files([{"path": "config/./app.ini", "content": "a=1\n"},
+                         {"path": ".env", "content": "A=1\n", "mode": "600"}])
+    feed = b".env\x000600\x004\x00A=1\n" + b"config/app.ini\x000640\x004\x00a=1\n"
+    assert files_digest(files) == hashlib.sha256(feed).hexdigest()[:8]
+    assert len(files_digest(files)) == 8
+
+
+def test_files_digest_ignores_order_but_not_mode_path_or_content():
+    a = {"path": "config/app.ini", "content": "a=1\n"}
+    b = {"path": ".env", "content": "A=1\n", "mode": "0600"}
+    digest = files_digest(check_files([a, b]))
+    assert files_digest(check_files([b, a])) == digest
+    assert files_digest(check_files([dict(a, path="./config//app.ini"), b])) == digest
+    assert files_digest(check_files([a, dict(b, mode="600")])) == digest  # the same permission
+    for other in (dict(b, mode="0640"), dict(b, content="A=2\n"), dict(b, path="env")):
+        assert files_digest(check_files([a, other])) != digest
+    # Lengths are part of the feed, so contents cannot slide into the next path.
+    assert (files_digest(check_files([{"path": "x", "content": "1"}, {"path": "y", "content": ""}]))
+            != files_digest(check_files([{"path": "x", "content": ""}, {"path": "y", "content": "1"}])))
+
+
+def test_content_differs_ignores_modes_and_sees_missing_files(tmp_path):
+    files = check_files([{"path": ".env", "content": "A=1\n"}, {"path": "c/app.ini", "content": "x"}])
+    write_files(str(tmp_path), files, -1, -1, check_mode=False)
+    assert content_differs(str(tmp_path), files) == []
+    os.chmod(tmp_path / ".env", 0o600)
+    assert content_differs(str(tmp_path), files) == []
+    (tmp_path / ".env").write_text("A=2\n")
+    (tmp_path / "c" / "app.ini").unlink()
+    assert content_differs(str(tmp_path), files) == [".env", "c/app.ini"]
+    os.symlink("c", str(tmp_path / "d"))
+    with pytest.raises(FilesError, match="is a symlink"):
+        content_differs(str(tmp_path), check_files([{"path": "d/app.ini", "content": "x"}]))
