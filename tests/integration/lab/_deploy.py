@@ -10,9 +10,10 @@ import glob
 import json
 import os
 import re
-import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
@@ -33,6 +34,7 @@ PORT = 8080
 CLONE_PORT = 8081
 ROOT = "/srv/demo"
 ADMIN_PORT = 9999
+LOCK_DIR = "/var/lib/hitless-deploy/locks"
 # Quick deploys for tests: drain grace and check deadline short, the app starts in 1 s.
 FAST = {"rolling_environment": {"STARTUP_DELAY": "1"}, "rolling_drain_grace": 3,
         "rolling_check_deadline": 8}
@@ -133,29 +135,89 @@ def lb_hosts(lab):
     return lab.groups["haproxy"]
 
 
-def deploy(lab, workdir, playbook="rolling", release=None, extra_vars=None,
-           timeout=PLAYBOOK_TIMEOUT):
-    """Run the playbook ``hitless.deploy.PLAYBOOK`` on ``lab`` under probes and pollers, by its
-    FQCN as users do; return a DeployResult.
+class Run:
+    """One ansible-playbook run of a deploy: its variables, and what to do to it meanwhile.
 
-    ``release`` names an archive of $HITLESS_RELEASES (``v2`` -> ``v2.tar.gz``) passed as
-    ``hitless_release_src``; ``extra_vars`` are added to the quick test settings (FAST).
-    ``workdir`` (a test's tmp_path) keeps the probe and poller results, their logs, the
-    playbook's output and the deploy records for a look after a failure.
+    ``triggers`` are ``(regex, action)`` pairs: the first output line matching ``regex`` calls
+    ``action(proc)`` once (from the reader thread), for example :func:`kill_group` to SIGKILL
+    the controller's whole process group as a dying CI runner would, or a ``systemctl reload
+    haproxy`` on an LB host. ``wait`` False starts it and lets the next run start at once
+    (two deploys at the same time).
     """
+
+    def __init__(self, playbook="rolling", release=None, extra_vars=None, triggers=(),
+                 wait=True, timeout=PLAYBOOK_TIMEOUT, args=()):
+        self.playbook = playbook
+        self.release = release
+        self.extra_vars = extra_vars or {}
+        self.triggers = list(triggers)
+        self.wait = wait
+        self.timeout = timeout
+        self.args = list(args)
+        self.fired = []
+        self.rc = None
+        self.output = ""
+
+
+def kill_group(proc):
+    os.killpg(proc.pid, signal.SIGKILL)
+
+
+def task_line(name):
+    """Regex of the line Ansible prints when the rolling role's task ``name`` starts."""
+    return r"^TASK \[hitless\.deploy\.rolling : %s" % re.escape(name)
+
+
+def _command(lab, run, report_dir):
+    variables = dict(FAST, rolling_report_dir=report_dir)
+    if run.release:
+        variables["hitless_release_src"] = os.path.join(os.environ["HITLESS_RELEASES"],
+                                                        run.release + ".tar.gz")
+    variables.update(run.extra_vars)
+    return [os.path.join(BIN, "ansible-playbook"), "-i", lab.inventory,
+            "hitless.deploy." + run.playbook, "-e", json.dumps(variables)] + run.args
+
+
+def _start(lab, run, report_dir):
+    proc = subprocess.Popen(_command(lab, run, report_dir), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=ansible_env(), cwd=REPO, start_new_session=True)
+    lines = []
+
+    def read():
+        pending = list(run.triggers)
+        for line in proc.stdout:
+            lines.append(line)
+            for trigger in list(pending):
+                if re.search(trigger[0], line):
+                    pending.remove(trigger)
+                    run.fired.append(trigger[0])
+                    trigger[1](proc)
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return proc, reader, lines
+
+
+def _finish(run, proc, reader, lines):
+    try:
+        proc.wait(timeout=run.timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        proc.wait()
+        lines.append("\nTIMEOUT after %d s\n" % run.timeout)
+    reader.join(10)
+    run.rc, run.output = proc.returncode, "".join(lines)
+
+
+def deploy_runs(lab, workdir, runs):
+    """Run ``runs`` (:class:`Run`) one after another, all under the same probes and pollers;
+    return a DeployResult whose rc and output are the last run's (``.runs`` has them all)."""
     workdir = str(workdir)
     report_dir = os.path.join(workdir, "records")
     stop_file = os.path.join(workdir, "stop")
-    variables = dict(FAST, rolling_report_dir=report_dir)
-    if release:
-        variables["hitless_release_src"] = os.path.join(os.environ["HITLESS_RELEASES"],
-                                                        release + ".tar.gz")
-    variables.update(extra_vars or {})
-    cmd = [os.path.join(BIN, "ansible-playbook"), "-i", lab.inventory,
-           "hitless.deploy." + playbook, "-e", json.dumps(variables)]
-    bound = timeout + WARMUP_S + TAIL_S + 30
+    bound = sum(run.timeout for run in runs) + WARMUP_S + TAIL_S + 30
     lbs = lb_hosts(lab)
-    procs, outputs = [], {}
+    procs, outputs, started_runs = [], {}, []
     try:
         for lb in lbs:
             address = lab.hosts[lb]
@@ -174,21 +236,24 @@ def deploy(lab, workdir, playbook="rolling", release=None, extra_vars=None,
             outputs[("poll", lb)] = (out, log)
         time.sleep(WARMUP_S)
         started = time.time()
-        try:
-            proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                  timeout=timeout, env=ansible_env(), cwd=REPO, check=False)
-            rc, output = proc.returncode, proc.stdout + proc.stderr
-        except subprocess.TimeoutExpired as exc:
-            partial = exc.stdout or ""
-            if isinstance(partial, bytes):
-                partial = partial.decode(errors="replace")
-            rc, output = -1, "%s\nTIMEOUT after %d s: %s" % (
-                partial, timeout, " ".join(map(shlex.quote, cmd)))
+        for run in runs:
+            started_runs.append((run,) + _start(lab, run, report_dir))
+            if run.wait:
+                for item in started_runs:
+                    if item[0].rc is None:
+                        _finish(*item)
+        for item in started_runs:
+            if item[0].rc is None:
+                _finish(*item)
         ended = time.time()
         with open(os.path.join(workdir, "playbook.log"), "w") as handle:
-            handle.write(output)
+            for number, run in enumerate(runs):
+                handle.write("=== run %d: rc %s, fired %s\n%s" % (number, run.rc, run.fired, run.output))
         time.sleep(TAIL_S)
     finally:
+        for item in started_runs:
+            if item[1].poll() is None:
+                kill_group(item[1])
         stop(procs, stop_file)
     probes = {lb: load_result(*outputs[("probe", lb)]) for lb in lbs}
     pollers = {lb: load_result(*outputs[("poll", lb)]) for lb in lbs}
@@ -196,7 +261,23 @@ def deploy(lab, workdir, playbook="rolling", release=None, extra_vars=None,
     for path in glob.glob(os.path.join(report_dir, "*.json")):
         with open(path) as handle:
             records[os.path.basename(path)[:-5]] = json.load(handle)
-    return DeployResult(rc, output, probes, pollers, records, started, ended, ended - started)
+    result = DeployResult(runs[-1].rc, runs[-1].output, probes, pollers, records, started, ended,
+                          ended - started)
+    result.runs = runs
+    return result
+
+
+def deploy(lab, workdir, playbook="rolling", release=None, extra_vars=None,
+           timeout=PLAYBOOK_TIMEOUT):
+    """Run the playbook ``hitless.deploy.PLAYBOOK`` on ``lab`` under probes and pollers, by its
+    FQCN as users do; return a DeployResult.
+
+    ``release`` names an archive of $HITLESS_RELEASES (``v2`` -> ``v2.tar.gz``) passed as
+    ``hitless_release_src``; ``extra_vars`` are added to the quick test settings (FAST).
+    ``workdir`` (a test's tmp_path) keeps the probe and poller results, their logs, the
+    playbook's output and the deploy records for a look after a failure.
+    """
+    return deploy_runs(lab, workdir, [Run(playbook, release, extra_vars, timeout=timeout)])
 
 
 # --- checks on the hosts afterwards --------------------------------------------------------
@@ -221,8 +302,17 @@ def host_state(lab, host):
               % (ROOT, APP))
 
 
-def current_release(lab, host):
+def base_name(release_dir):
+    """The release a directory was made from: ``v2+1a2b3c4d`` (with its configuration) -> ``v2``."""
+    return release_dir.split("+", 1)[0]
+
+
+def current_dir(lab, host):
     return os.path.basename(sh(lab, host, "readlink %s/current" % ROOT))
+
+
+def current_release(lab, host):
+    return base_name(current_dir(lab, host))
 
 
 # One ssh round trip per host: the state check_clean needs, as KEY=VALUE lines.
@@ -230,6 +320,7 @@ CLEAN_STATE = (
     "echo clone=$(systemctl is-active {app}@{clone}); "
     "echo drop_in=$(test -e /run/systemd/system/{app}@{clone}.service.d && echo yes || echo no); "
     "echo current=$(readlink {root}/current); "
+    "echo journal=$(test -e {root}/.hitless/journal.json && echo open || echo closed); "
     "echo running=$(systemctl list-units '{app}@*' --all --plain --no-legend "
     "| awk '$3 != \"inactive\" {{print $1}}')"
 ).format(app=APP, clone=CLONE_PORT, root=ROOT)
@@ -246,13 +337,18 @@ def check_clean(lab, release, app_hosts=None):
         assert state["clone"] != "active", "%s: the clone %s@%d still runs" % (
             host, APP, CLONE_PORT)
         assert state["drop_in"] == "no", "%s: the clone's drop-in directory is still there" % host
-        current = os.path.basename(state["current"])
+        assert state["journal"] == "closed", "%s: the deploy journal is still open" % host
+        current = base_name(os.path.basename(state["current"]))
         assert current == release, "%s: current is %s, expected %s" % (host, current, release)
         assert state["running"].split() == ["%s@%d.service" % (APP, PORT)], (host, state)
     for lb in lb_hosts(lab):
         servers = show_stat(lab, lb)
-        clones = [key for key in servers if key[1].endswith("-clone")]
-        assert not clones, "%s still has clone servers: %s" % (lb, clones)
+        # A clone slot declared in the configuration stays, in maint; nothing else may.
+        clones = [key for key, status in servers.items()
+                  if key[1].endswith("-clone") and status != "MAINT"]
+        assert not clones, "%s still has clone servers in service: %s" % (lb, clones)
+        lock = lab.ssh(lb, "cat %s/%s.json" % (LOCK_DIR, APP))
+        assert lock.returncode != 0, "%s: the deploy lock is still held: %s" % (lb, lock.stdout)
         for host in lab.groups["app"]:
             assert servers.get((APP, host), "").startswith("UP"), (lb, host, servers)
 
@@ -272,7 +368,9 @@ def check_under_load(result, swapped, app_hosts):
             "%s: %s UP servers at the worst moment, %d app hosts" % (
                 lb, poller["min_up"], len(app_hosts)))
         for host in app_hosts:
-            seen = host + "-clone" in poller["servers_seen"]
+            # A declared clone slot is always listed (in maint): what counts is serving.
+            seen = any(sample[2].get(host + "-clone", "").startswith("UP")
+                       for sample in poller["samples"])
             assert seen == (host in swapped), (lb, host, poller["servers_seen"])
     for host in app_hosts:
         answered = "%s:%d" % (host, CLONE_PORT) in result.by_instance

@@ -1,0 +1,255 @@
+"""Faults during a rolling deploy, on a lab of their own (lb1 in front of app1 and app2), under
+the load probe and the 50 ms ``show stat`` poller. Each test fails on one failed request, on a
+sample with fewer UP servers than app hosts, and checks the state left behind (units, links,
+HAProxy servers, journal, lock) and who answered.
+
+- the controller SIGKILLed (its whole process group) at each step boundary of app1's sequence,
+  then a plain re-run: it repairs and converges to the new release;
+- a stray listener on the clone port (answering 200, answering 404): refused in preflight;
+- two deploys at once: one refused naming the holder, the other completes;
+- a config-only redeploy: a new release directory, the serving one unchanged, the clone served
+  the old configuration; a breaking configuration: rolled back, serving release unchanged;
+- `systemctl reload haproxy` in each LB window: the deploy completes;
+- a failing hook after route back and after cleanup: no restart of a serving instance, no mark.
+
+The tests run in this order and each starts from what the previous one left (FROM below).
+"""
+import json
+import os
+import re
+import sys
+import threading
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _deploy import (APP, CLONE_PORT, FAST, PORT, ROOT, Run, base_name,  # noqa: E402
+                     check_clean, check_under_load, current_dir, current_release, deploy,
+                     deploy_runs, host_state, kill_group, sh, task_line)
+from _labs import BootedLab, LabError, booted_lab  # noqa: E402
+
+pytestmark = pytest.mark.xdist_group("faults")
+HOOKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hooks")
+FATAL_RE = re.compile(r"^fatal: \[(\S+)\]: FAILED! => (\{.*\})$", re.M)
+NEXT = {"v1": "v2", "v2": "v3", "v3": "v1"}
+# app1's sequence, each task at whose start the controller dies.
+KILL_AT = [
+    "Journal the step clone",
+    "Run post_start checks on the clone",
+    "Put the clone in service after fresh passing checks",
+    "Drain the original",
+    "Point current at release",
+    "Restart the original on release",
+    "Run post_start checks on the original",
+    "Put the original back in service after fresh passing checks",
+    "Drain the clone",
+    "Remove the clone instance on port",
+    "Close the journal",
+]
+
+
+@pytest.fixture(scope="module")
+def flab():
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root (overlay mounts, bridges, systemd-nspawn)")
+    if os.environ.get("HITLESS_FAULT_LAB"):
+        # A lab already up (make lab-up): quicker to iterate on; it is left running.
+        yield BootedLab("reused", os.environ["HITLESS_FAULT_LAB"], None)
+        return
+    try:
+        with booted_lab("itest-fault", "--app-hosts", "2", "--topology", "lb") as booted:
+            yield booted
+    except LabError as error:
+        pytest.fail(str(error), pytrace=False)
+
+
+def messages(output):
+    found = {}
+    for match in FATAL_RE.finditer(output):
+        msg = json.loads(match.group(2)).get("msg", "")
+        if msg.startswith("hitless.deploy.rolling failed on "):
+            found[match.group(1)] = msg
+    return found
+
+
+def serving(flab):
+    releases = {current_release(flab, h) for h in flab.groups["app"]}
+    assert len(releases) == 1, releases
+    return releases.pop()
+
+
+def on_app1(name):
+    """Trigger regex for the task ``name`` while app1 runs it (the first batch)."""
+    return task_line(name)
+
+
+def check_converged(flab, result, release, old):
+    apps = flab.groups["app"]
+    assert result.rc == 0, result.tail(60)
+    check_under_load(result, swapped=apps, app_hosts=apps)
+    check_clean(flab, release)
+    assert set(result.by_version) <= {old, release}, result.by_version
+    assert result.answered_after_end() == {(h, release) for h in apps}, result.answered_after_end()
+
+
+@pytest.mark.parametrize("task", KILL_AT)
+def test_controller_killed_then_a_plain_rerun_converges(flab, tmp_path, task):
+    old = serving(flab)
+    new = NEXT[old]
+    result = deploy_runs(flab, tmp_path, [
+        Run(release=new, triggers=[(on_app1(task), kill_group)]),
+        Run(release=new),
+    ])
+    killed, rerun = result.runs
+    assert killed.fired, "the kill point %r was never reached:\n%s" % (task, killed.output[-3000:])
+    assert killed.rc == -9, (killed.rc, killed.output[-2000:])
+    check_converged(flab, result, new, old)
+    record = result.records["app1"]
+    assert record["outcome"] in ("deployed", "unchanged"), record
+    if record["outcome"] == "unchanged":
+        # Finished forward by the repair: only after the original passed its checks there.
+        assert record["repaired"].endswith("forward"), record
+    print(task, result.summary())
+
+
+def stray(flab, status):
+    """A foreign HTTP server on the clone port of app1, answering ``status`` on /health."""
+    root = "/run/stray-%d" % status
+    body = "mkdir -p %s && %s" % (root, "touch %s/health" % root if status == 200 else "true")
+    sh(flab, "app1", body + " && systemd-run --unit stray-%d --working-directory %s "
+                            "python3 -m http.server %d" % (status, root, CLONE_PORT))
+    sh(flab, "app1", "for i in $(seq 50); do ss -ltn | grep -q ':%d ' && exit 0; sleep 0.1; done; "
+                     "exit 1" % CLONE_PORT)
+
+
+@pytest.mark.parametrize("status", [200, 404])
+def test_stray_listener_on_the_clone_port_is_refused_in_preflight(flab, tmp_path, status):
+    old = serving(flab)
+    apps = flab.groups["app"]
+    stray(flab, status)
+    try:
+        before = {h: host_state(flab, h) for h in apps}
+        result = deploy(flab, tmp_path, release=NEXT[old])
+        assert result.rc != 0, result.tail()
+        message = messages(result.output)["app1"]
+        assert "at step preflight" in message, message
+        assert re.search(r"nothing may listen on the clone port %d \(pid \d+ \(\S*python3 -m "
+                         r"http.server %d, unit stray-%d.service\)\)" % (CLONE_PORT, CLONE_PORT, status),
+                         message), message
+        assert message.endswith("Nothing was changed."), message
+        assert result.seconds < 30, result.seconds
+        check_under_load(result, swapped=(), app_hosts=apps)
+        assert {h: host_state(flab, h) for h in apps} == before
+    finally:
+        flab.ssh("app1", "systemctl stop stray-%d" % status)
+    check_clean(flab, old)
+
+
+def test_two_deploys_at_once_one_refused_naming_the_holder(flab, tmp_path):
+    old = serving(flab)
+    first, second = NEXT[old], NEXT[NEXT[old]]
+    result = deploy_runs(flab, tmp_path, [Run(release=first, wait=False), Run(release=second)])
+    runs = result.runs
+    winners = [r for r in runs if r.rc == 0]
+    assert len(winners) == 1, [(r.rc, r.output[-1500:]) for r in runs]
+    loser = [r for r in runs if r.rc != 0][0]
+    message = messages(loser.output)["app1"]
+    assert "at step preflight" in message and "locked by another rollout: deploy " in message, message
+    assert "release %s" % winners[0].release in message, message
+    assert message.endswith("Nothing was changed."), message
+    apps = flab.groups["app"]
+    check_under_load(result, swapped=apps, app_hosts=apps)
+    check_clean(flab, winners[0].release)
+
+
+def tree_digest(flab, host, release_dir):
+    return sh(flab, host, "cd %s/releases/%s && find . -type f -o -type l | sort | "
+                          "xargs sha256sum | sha256sum" % (ROOT, release_dir))
+
+
+def test_config_only_redeploy_makes_a_new_release_and_keeps_the_serving_one(flab, tmp_path):
+    release = serving(flab)
+    apps = flab.groups["app"]
+    dirs = {h: current_dir(flab, h) for h in apps}
+    digests = {h: tree_digest(flab, h, dirs[h]) for h in apps}
+    env = dict(FAST["rolling_environment"], APP_VERSION=release + "-cfg")
+    result = deploy(flab, tmp_path, extra_vars={"hitless_release_name": release,
+                                                 "rolling_environment": env})
+    assert result.rc == 0, result.tail(60)
+    check_under_load(result, swapped=apps, app_hosts=apps)
+    for host in apps:
+        assert current_dir(flab, host) != dirs[host], "config change did not make a new release"
+        assert base_name(current_dir(flab, host)) == release
+        assert tree_digest(flab, host, dirs[host]) == digests[host], "%s: serving release changed" % host
+        # The clone ran the old configuration: it was a real fallback.
+        assert result.versions_from(host, CLONE_PORT) == {release}, result.by_instance
+    assert result.answered_after_end() == {(h, release + "-cfg") for h in apps}
+
+
+def test_breaking_config_is_rolled_back_and_the_serving_release_unchanged(flab, tmp_path):
+    apps = flab.groups["app"]
+    dirs = {h: current_dir(flab, h) for h in apps}
+    digests = {h: tree_digest(flab, h, dirs[h]) for h in apps}
+    release = base_name(dirs["app1"])
+    env = dict(FAST["rolling_environment"], STARTUP_DELAY="not-a-number")
+    result = deploy(flab, tmp_path, extra_vars={"hitless_release_name": release,
+                                                 "rolling_environment": env})
+    assert result.rc != 0
+    message = messages(result.output)["app1"]
+    assert "at step upgrade" in message and "Rolled back" in message, message
+    check_under_load(result, swapped=["app1"], app_hosts=apps)
+    for host in apps:
+        assert current_dir(flab, host) == dirs[host]
+        assert tree_digest(flab, host, dirs[host]) == digests[host]
+    # The mark names this release with this configuration only.
+    marks = sh(flab, "app1", "ls %s/.hitless/bad" % ROOT).split()
+    assert len(marks) == 1 and marks[0].startswith(release + "+") and marks[0] != dirs["app1"], marks
+    # The same code with its good configuration is not refused; a plain deploy converges.
+    result = deploy(flab, tmp_path / "again", release=NEXT[release])
+    check_converged(flab, result, NEXT[release], release)
+
+
+def reload_haproxy(flab):
+    def action(proc):
+        threading.Thread(target=flab.ssh, args=("lb1", "systemctl reload haproxy")).start()
+    return action
+
+
+@pytest.mark.parametrize("window", [
+    "Drain the original",                   # the clone in service, the original still too
+    "Restart the original on release",      # the original drained
+    "Drain the clone",                      # the original back
+])
+def test_haproxy_reload_during_the_deploy(flab, tmp_path, window):
+    old = serving(flab)
+    new = NEXT[old]
+    result = deploy_runs(flab, tmp_path, [
+        Run(release=new, triggers=[(on_app1(window), reload_haproxy(flab))])])
+    assert result.runs[0].fired, result.tail()
+    check_converged(flab, result, new, old)
+
+
+def restarts_since(flab, host, epoch):
+    return int(sh(flab, host, "journalctl -u %s@%d --since @%d -o cat | grep -c '^Stopping' || true"
+                  % (APP, PORT, int(epoch))))
+
+
+@pytest.mark.parametrize("hook", ["after_route_back", "after_cleanup"])
+def test_failing_hook_after_route_back_rolls_nothing_back(flab, tmp_path, hook):
+    old = serving(flab)
+    new = NEXT[old]
+    result = deploy(flab, tmp_path, release=new,
+                    extra_vars={"rolling_hooks": {hook: os.path.join(HOOKS, "fail.yml")}})
+    assert result.rc != 0 and result.failed == 0, (result.rc, result.failures[:3])
+    message = messages(result.output)["app1"]
+    assert "this hook fails on purpose" in message, message
+    assert "nothing was rolled back or marked bad" in message, message
+    # Only the upgrade restarted the original; after that it served and was left alone.
+    assert restarts_since(flab, "app1", result.started) == 1
+    assert flab.ssh("app1", "ls %s/.hitless/bad/%s*" % (ROOT, new)).returncode != 0
+    assert current_release(flab, "app1") == new
+    # The rollout stopped after app1; a plain re-run brings app2 along.
+    again = deploy(flab, tmp_path / "again", release=new)
+    assert again.rc == 0, again.tail()
+    check_clean(flab, new)
