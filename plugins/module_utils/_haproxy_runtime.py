@@ -3,7 +3,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Client for the HAProxy runtime API (the stats socket) and parsers for its answers.
 
-Stdlib only; runs on the target with Python >= 3.9. Each command uses its own connection
+Stdlib only, with no import from Ansible: the modules use it, and the haproxy role also ships
+this very file to the HAProxy host, where its state saver (roles/haproxy/files/haproxy_state.py)
+imports it outside Ansible. Runs with Python >= 3.9. Each command uses its own connection
 (HAProxy's non-interactive mode: one command, one answer, then HAProxy closes).
 """
 from __future__ import absolute_import, division, print_function
@@ -12,6 +14,7 @@ __metaclass__ = type
 
 import csv
 import errno
+import ipaddress
 import os
 import re
 import socket
@@ -72,6 +75,10 @@ class HAProxyRuntimeError(Exception):
 
 class SocketError(HAProxyRuntimeError):
     """The runtime API could not be reached or did not answer in time."""
+
+
+class NotRunningError(SocketError):
+    """Nobody listens on the runtime API: the unix socket is missing or refuses connections."""
 
 
 class CommandError(HAProxyRuntimeError):
@@ -136,6 +143,30 @@ def open_client(spec, timeout):
     return RuntimeClient(spec, timeout=timeout)
 
 
+# `set server B/S ssl` without its on/off argument is refused by HAProxy 2.6 (built with
+# OpenSSL, as Debian's is) before it changes anything, and the first refusal it checks for is
+# the one for a server added at runtime. Measured on 2.6.12: a dynamic server answers
+# "'set server <srv> ssl' not supported on dynamic servers"; a server from the configuration
+# answers "'set server <srv> ssl' cannot be set. ..." (no ssl settings) or "... expects 'on' or
+# 'off'." (ssl settings). Nothing else in 2.6's runtime API tells them apart: `show stat` and
+# `show servers state` list both alike, and `del server` deletes both.
+DYNAMIC_PROBE = "set server %s/%s ssl"
+DYNAMIC_ANSWER = "not supported on dynamic servers"
+CONFIGURED_ANSWER_PREFIX = "'set server <srv> ssl'"
+
+
+def classify_dynamic_probe(answer):
+    """The answer to :data:`DYNAMIC_PROBE` -> True (dynamic), False (configured) or None."""
+    answer = (answer or "").strip()
+    if DYNAMIC_ANSWER in answer:
+        return True
+    if answer.startswith(CONFIGURED_ANSWER_PREFIX):
+        return False
+    # "No such server.", a build without OpenSSL ("server ssl setting not supported."), or a
+    # version that words it otherwise: unknown.
+    return None
+
+
 def _default_connect(kind, address, timeout):
     if kind == "unix":
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -167,7 +198,10 @@ class RuntimeClient:
         try:
             sock = self._connect(self.kind, self.address, self.timeout)
         except (OSError, socket.timeout) as e:
-            raise SocketError("cannot connect to HAProxy runtime API at %s: %s" % (self.spec, e))
+            msg = "cannot connect to HAProxy runtime API at %s: %s" % (self.spec, e)
+            if isinstance(e, (FileNotFoundError, ConnectionRefusedError)):
+                raise NotRunningError(msg)
+            raise SocketError(msg)
         try:
             sock.sendall((command + "\n").encode("utf-8"))
             chunks = []
@@ -212,24 +246,52 @@ class RuntimeClient:
             raise NotFoundError("backend", backend)
         return parse_servers_state(text)
 
-    def backends(self, backend=None):
-        """Backends with their servers, as :func:`merge_backends` builds them."""
+    def backends(self, backend=None, probe_dynamic=False):
+        """Backends with their servers, as :func:`merge_backends` builds them.
+
+        With ``probe_dynamic``, each server's ``dynamic`` is filled in by :meth:`is_dynamic`
+        (one more command per server); otherwise it stays None.
+        """
         stats = self.show_stat(backend)
         states = self.show_servers_state(backend)
         result = merge_backends(stats, states)
         if backend is not None and backend not in result:
             # A frontend-only proxy of that name answers with no backend row.
             raise NotFoundError("backend", backend)
+        if probe_dynamic:
+            for name, entry in result.items():
+                for view in entry["servers"].values():
+                    view["dynamic"] = self.is_dynamic(name, view["name"])
         return result
 
-    def backend(self, name):
-        return self.backends(name)[name]
+    def backend(self, name, probe_dynamic=False):
+        return self.backends(name, probe_dynamic)[name]
+
+    def is_dynamic(self, backend, server):
+        """True for a server added at runtime, False for one from the configuration, None when
+        HAProxy's answer does not tell (see :data:`DYNAMIC_PROBE`). Changes nothing."""
+        if not (NAME_RE.match(backend or "") and NAME_RE.match(server or "")):
+            raise ValueError("not a valid HAProxy name: %r/%r" % (backend, server))
+        return classify_dynamic_probe(self.command(DYNAMIC_PROBE % (backend, server)))
+
+    def info(self):
+        """``show info`` as {name: value} (strings)."""
+        result = {}
+        for line in self.command("show info").splitlines():
+            if ":" in line:
+                name, value = line.split(":", 1)
+                result[name.strip()] = value.strip()
+        return result
 
     def version(self):
-        for line in self.command("show info").splitlines():
-            if line.startswith("Version:"):
-                return line.split(":", 1)[1].strip()
-        return None
+        return self.info().get("Version")
+
+    def worker_pid(self):
+        """Pid of the process answering (in master-worker mode, the current worker)."""
+        pid = self.info().get("Pid")
+        if pid is None or not pid.isdigit():
+            raise HAProxyRuntimeError("show info answered without a Pid")
+        return int(pid)
 
 
 def _stat_value(name, raw):
@@ -322,6 +384,8 @@ def server_view(stat_row, state_row):
         "check_health": stat_row.get("check_health"),
         "check_rise": stat_row.get("check_rise"),
         "check_fall": stat_row.get("check_fall"),
+        # Filled in by RuntimeClient.is_dynamic when asked for (None: not known).
+        "dynamic": None,
     }
     view["check_passing"] = check_status in PASSING_CHECKS
     view["fully_risen"] = fully_risen(view)
@@ -367,3 +431,48 @@ def merge_backends(stat_rows, state_rows):
         if state is not None:
             entry["servers"][sv] = server_view(row, state)
     return result
+
+
+def same_address(configured, saved):
+    """Whether a saved address is the configured one; a host name matches any address."""
+    try:
+        return ipaddress.ip_address(configured) == ipaddress.ip_address(saved)
+    except ValueError:
+        # A host name: HAProxy resolves it itself; only the port can be compared.
+        return True
+
+
+def filter_servers_state(text, servers):
+    """Keep the lines of a ``show servers state`` answer that the next configuration may load.
+
+    HAProxy applies a saved address and port over the configuration's, so the line of a server
+    whose address or port the configuration changed would undo that change: it is dropped, as
+    are the lines of servers the configuration does not declare (dynamic servers, removed
+    ones). ``servers`` lists what the configuration declares, as dicts with ``backend``,
+    ``server``, ``address``, ``port`` and ``slot``; a slot's line is kept whatever its address,
+    since the deploy moves slots at runtime (``set server addr``) and a reload must not move
+    one back while it serves. Returns (text to save, kept ["be/srv"], dropped ["be/srv"]).
+    """
+    lines = text.splitlines()
+    if len(lines) < 2 or lines[0].strip() != "1" or not lines[1].startswith("#"):
+        raise HAProxyRuntimeError("unexpected answer to show servers state: %r" % text[:200])
+    fields = lines[1].lstrip("#").split()
+    wanted = {}
+    for server in servers:
+        wanted[(server["backend"], server["server"])] = server
+    out, kept, dropped = [lines[0], lines[1]], [], []
+    for line in lines[2:]:
+        if not line.strip():
+            continue
+        row = dict(zip(fields, line.split()))
+        name = "%s/%s" % (row.get("be_name"), row.get("srv_name"))
+        want = wanted.get((row.get("be_name"), row.get("srv_name")))
+        if want is not None and (
+                want.get("slot") or (str(want["port"]) == row.get("srv_port")
+                                     and same_address(str(want["address"]),
+                                                      row.get("srv_addr", "")))):
+            out.append(line)
+            kept.append(name)
+        else:
+            dropped.append(name)
+    return "\n".join(out) + "\n", kept, dropped

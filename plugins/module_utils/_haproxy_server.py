@@ -9,6 +9,12 @@ marks a server UP the moment it leaves MAINT, with the check result it had befor
 ready flow goes MAINT -> DRAIN (checks run, no new traffic) -> `health down` (the health
 counter restarts at 0, so `rise` fresh passing checks are needed) -> wait until it has risen
 in DRAIN -> `state ready` -> confirm UP with a passing check.
+
+`absent` deletes only a server known to be dynamic (added at runtime): HAProxy 2.6 would also
+delete one declared in the configuration, which then comes back at the next reload in its
+configured state (a drained original back in traffic, a clone slot gone until then). A server
+from the configuration, or one HAProxy's answers do not classify, is left in MAINT without
+sessions instead, like a slot.
 """
 from __future__ import absolute_import, division, print_function
 
@@ -217,7 +223,7 @@ def _add_steps(req, fq):
     if req.weight is not None:
         command += " weight %d" % req.weight
     created = {"admin_state": "maint", "address": req.address, "port": req.port,
-               "weight": 1 if req.weight is None else req.weight}
+               "weight": 1 if req.weight is None else req.weight, "dynamic": True}
     # default-server lines do not apply to dynamic servers, and `check` stays off until
     # `enable health`: without it the server could never pass a check.
     return [_cmd(command, ADD_OK, created=created), _cmd("enable health %s" % fq)]
@@ -315,7 +321,9 @@ def _absent(req, fq, cur, slot):
     steps = _leave(req, fq, cur, "maint")
     if req.wait:
         steps.append(_wait("idle"))
-    if slot is None:
+    # Only a server known to be dynamic is deleted (see the module docstring); any other stays
+    # in maint without sessions, free for the next deploy.
+    if slot is None and cur.get("dynamic") is True:
         steps.append(_cmd("del server %s" % fq, DEL_OK, deleted=True,
                           retry_on=STILL_CONNECTED if req.wait else None))
     return steps
@@ -392,12 +400,17 @@ class Runner:
         self.name = req.server
         self.slot = None
         self.before = None
+        self.dynamic = None
 
     def run(self):
         start = self.clock()
         self.deadline = start + self.req.wait_timeout
         backend = self.client.backend(self.req.backend)
+        # Before planning: whether `absent` may delete the server depends on it.
+        self._probe(backend, self.req.server)
         p = plan(self.req, backend)
+        if p.slot is not None:
+            self._probe(backend, p.slot)
         self._adopt(p)
         if self.check_mode:
             self.commands = [s.command for s in p.steps if s.kind == "cmd"]
@@ -410,14 +423,24 @@ class Runner:
             raise StateError(msg, self._result(start, self._read_quietly()))
         return self._result(start, after)
 
+    def _probe(self, backend, name):
+        view = backend["servers"].get(name)
+        if view is not None and view.get("dynamic") is None:
+            view["dynamic"] = self.client.is_dynamic(self.req.backend, name)
+
     def _adopt(self, p):
         self.name, self.slot, self.before = p.name, p.slot, p.before
+        self.dynamic = None if p.before is None else p.before.get("dynamic")
 
     def _fq(self):
         return "%s/%s" % (self.req.backend, self.name)
 
     def _read(self):
-        return self.client.backend(self.req.backend)["servers"].get(self.name)
+        view = self.client.backend(self.req.backend)["servers"].get(self.name)
+        if view is not None and view.get("dynamic") is None:
+            # It cannot change while the server exists; one we added is dynamic.
+            view["dynamic"] = self.dynamic
+        return view
 
     def _read_quietly(self):
         try:
@@ -441,7 +464,10 @@ class Runner:
                         "slots in it and list them in slots" % (self.req.backend, e.answer), {})
                 # HAProxy changed nothing: start over with a slot.
                 self.commands = []
-                p = plan(self.req, self.client.backend(self.req.backend), use_slot=True)
+                backend = self.client.backend(self.req.backend)
+                p = plan(self.req, backend, use_slot=True)
+                if p.slot is not None:
+                    self._probe(backend, p.slot)
                 self._adopt(p)
                 return self._execute(p)
         return None
@@ -452,6 +478,8 @@ class Runner:
             try:
                 answer = self.client.run(step.command, step.success)
                 self.accepted += 1
+                if "created" in step.effect:
+                    self.dynamic = True
                 return answer
             except CommandError as e:
                 retry = step.retry_on and step.retry_on in e.answer
@@ -497,6 +525,9 @@ class Runner:
             "backend": self.req.backend,
             "server": self.name,
             "slot": self.slot,
+            # Check mode predicts it for a server it would add.
+            "dynamic": self.dynamic if self.dynamic is not None or after is None
+            else after.get("dynamic"),
             "before": before,
             "after": after,
             "diff": {"before": summary(before), "after": summary(after)},

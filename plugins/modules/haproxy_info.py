@@ -14,7 +14,7 @@ description:
   - Reads C(show stat) and C(show servers state) from the HAProxy runtime API and reports every
     backend (or one) with its servers.
   - Each server says whether it is RV(backends.servers.ready), which is stricter than HAProxy's
-    C(UP) - see there.
+    C(UP) - see there, and whether it was added at runtime (RV(backends.servers.dynamic)).
 author:
   - hitless.deploy contributors
 extends_documentation_fragment:
@@ -145,6 +145,14 @@ backends:
               result passing. A server that just left maint shows C(UP 1/3) with the stale
               result from before, and is not ready; nor is a server without health check.
           type: bool
+        dynamic:
+          description:
+            - True for a server added at runtime (C(add server)), which a reload loses; false
+              for one declared in the configuration (a clone slot too); null when HAProxy's
+              answer does not tell (a build without OpenSSL).
+            - Asked with C(set server B/S ssl) without its argument, which HAProxy refuses
+              without changing anything, naming dynamic servers; one command per server.
+          type: bool
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -175,7 +183,7 @@ def main():
     except ValueError as e:
         module.fail_json(msg=str(e))
     try:
-        backends = client.backends(backend)
+        backends = client.backends(backend, probe_dynamic=True)
         version = client.version()
     except NotFoundError as e:
         module.fail_json(msg="%s: %s %s does not exist" % (e.kind, e.kind, e.name))

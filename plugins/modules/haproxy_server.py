@@ -22,7 +22,9 @@ description:
     passing check. Even with O(wait=false) the server stays C(DOWN), out of traffic, until
     those fresh checks pass.
   - Changes made through the runtime API are lost when HAProxy reloads unless the server state
-    is saved first (C(server-state-file)); servers added at runtime are not restored at all.
+    is saved first (C(server-state-file)); the hitless.deploy.haproxy role saves it before
+    every reload. Servers added at runtime are not restored at all; servers declared in the
+    configuration (the role's clone slots) are.
 author:
   - hitless.deploy contributors
 extends_documentation_fragment:
@@ -54,12 +56,14 @@ options:
         C(UP) with a passing check. A server already ready is only waited for.
       - V(drain) - no new traffic; with O(wait), wait until it has no sessions and no queue.
       - V(maint) - no traffic and no health checks; with O(wait), wait for its sessions too.
-      - V(absent) - removed with C(del server) once in maint without sessions (with O(wait),
-        waited for; with O(shutdown_sessions), closed after O(wait_timeout)). HAProxy 2.6
-        also deletes servers declared in its configuration file (they come back at the next
-        reload); a server it refuses to delete (one other configuration elements point to)
-        makes the module fail, leaving the server in maint. A slot is not deleted, only left
-        in maint. A server that does not exist is fine.
+      - V(absent) - put in maint; with O(wait), waited for until it has no sessions (with
+        O(shutdown_sessions), closed after O(wait_timeout)). Then a server added at runtime
+        (a dynamic server, RV(dynamic)) is removed with C(del server). A server declared in the
+        configuration - a clone slot such as the haproxy role's C(NAME-clone), an original -
+        is never deleted, only left in maint without sessions, because HAProxy 2.6 would delete it
+        and it would come back at the next reload in its configured state (a drained
+        original back in traffic). So is a slot listed in O(slots), and a server whose kind
+        HAProxy's answers do not tell (RV(dynamic) null). A server that does not exist is fine.
       - V(present) - exists with O(address) and O(port). A missing server is added with
         C(add server B/S ADDR:PORT check inter I rise R fall F) then C(enable health), and
         starts in maint (use V(ready) next). Its admin state is otherwise left alone.
@@ -144,6 +148,10 @@ notes:
     the counter is reset may count as the first of the O(check_rise) passes.
   - A server declared C(disabled) in the configuration keeps that mark (C(srv_admin_state)
     0x04) after it is put in drain or ready; it is not in maint for this module nor HAProxy.
+  - Whether a server is dynamic is asked with C(set server B/S ssl) without its argument,
+    which HAProxy refuses without changing anything, for a dynamic server with C(not
+    supported on dynamic servers) (HAProxy 2.6 built with OpenSSL, as Debian's is). Neither
+    C(show stat) nor C(show servers state) tells them apart in 2.6.
 seealso:
   - module: hitless.deploy.haproxy_info
   - name: HAProxy 2.6 management guide, runtime API
@@ -179,7 +187,7 @@ EXAMPLES = r"""
     state: ready
     wait_timeout: 20
 
-- name: Remove it after draining
+- name: Remove it after draining (a slot declared in the configuration is left in maint)
   hitless.deploy.haproxy_server:
     backend: demo
     server: app1-clone
@@ -214,6 +222,14 @@ slot:
   returned: always
   type: str
   sample: slot1
+dynamic:
+  description:
+    - Whether the server was added at runtime (true) or is declared in the configuration
+      (false); null when the server does not exist or HAProxy's answer does not tell.
+    - Only a dynamic server is deleted by O(state=absent).
+  returned: always
+  type: bool
+  sample: false
 before:
   description: The server before the run (null when it did not exist), with the keys
     M(hitless.deploy.haproxy_info) returns for a server.

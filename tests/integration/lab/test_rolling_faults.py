@@ -206,7 +206,7 @@ def test_breaking_config_is_rolled_back_and_the_serving_release_unchanged(flab, 
     marks = sh(flab, "app1", "ls %s/.hitless/bad" % ROOT).split()
     assert len(marks) == 1 and marks[0].startswith(release + "+") and marks[0] != dirs["app1"], marks
     # The same code with its good configuration is not refused; a plain deploy converges.
-    result = deploy(flab, tmp_path / "again", release=NEXT[release])
+    result = deploy(flab, mkdir(tmp_path / "again"), release=NEXT[release])
     check_converged(flab, result, NEXT[release], release)
 
 
@@ -250,6 +250,11 @@ def test_failing_hook_after_route_back_rolls_nothing_back(flab, tmp_path, hook):
     assert flab.ssh("app1", "ls %s/.hitless/bad/%s*" % (ROOT, new)).returncode != 0
     assert current_release(flab, "app1") == new
     # The rollout stopped after app1; a plain re-run brings app2 along.
-    again = deploy(flab, tmp_path / "again", release=new)
+    again = deploy(flab, mkdir(tmp_path / "again"), release=new)
     assert again.rc == 0, again.tail()
     check_clean(flab, new)
+
+
+def mkdir(path):
+    path.mkdir()
+    return path

@@ -3,7 +3,9 @@
 Each test gets its own ``/usr/sbin/haproxy -db`` on a temp admin socket (plus a TCP runtime
 listener) and loopback frontends, with backends whose servers are sample-app processes
 (tests/sample_app/app.py) on free loopback ports. Assertions read HAProxy's state with the
-small raw reader below, not with the code under test.
+small raw reader below, not with the code under test. ``haproxy_mw`` is the same in
+master-worker mode (as Debian's unit runs it) on a configuration the test writes, and reloads
+the way systemd does (SIGUSR2 to the master).
 """
 import csv
 import os
@@ -53,6 +55,18 @@ backend web
     default-server check inter {inter} rise {rise} fall {fall}
     server app1 127.0.0.1:{app1}
     server app2 127.0.0.1:{app2}
+
+# A clone slot as the haproxy role declares one (clone_port): app1-clone, disabled.
+frontend fe_slotted
+    bind 127.0.0.1:{slotted_port}
+    default_backend slotted
+
+backend slotted
+    balance roundrobin
+    option httpchk GET /health
+    default-server check inter {inter} rise {rise} fall {fall}
+    server app1 127.0.0.1:{app1}
+    server app1-clone 127.0.0.1:{app3} disabled
 
 # `balance source` (map-based) cannot take dynamic servers: clones use the disabled slots.
 backend sticky
@@ -162,8 +176,10 @@ class HAProxy(object):
         self.cli_port = free_port()
         self.tcp_socket = "127.0.0.1:%d" % self.cli_port
         self.web_port, self.sticky_port = free_port(), free_port()
+        self.slotted_port = free_port()
         self.web_url = "http://127.0.0.1:%d" % self.web_port
         self.sticky_url = "http://127.0.0.1:%d" % self.sticky_port
+        self.slotted_url = "http://127.0.0.1:%d" % self.slotted_port
         self.apps = {}
         for name in ("app1", "app2", "app3"):
             self.apps[name] = App(name, free_port(), self.dir)
@@ -171,25 +187,34 @@ class HAProxy(object):
         self.cfg = os.path.join(self.dir, "haproxy.cfg")
         self.proc = None
 
-    def start(self):
+    UP_AT_START = (("web", "app1"), ("web", "app2"), ("sticky", "app1"), ("slotted", "app1"))
+
+    def config(self):
+        return CONFIG.format(
+            sock=self.sock, cli_port=self.cli_port, web_port=self.web_port,
+            sticky_port=self.sticky_port, slotted_port=self.slotted_port,
+            app1=self.apps["app1"].port, app2=self.apps["app2"].port,
+            app3=self.apps["app3"].port, dead=self.dead_port, inter=INTER_MS, rise=RISE,
+            fall=FALL)
+
+    def command_line(self):
+        return [HAPROXY, "-f", self.cfg, "-db"]
+
+    def start(self, config=None, up=None):
         for app in self.apps.values():
             app.start()
         with open(self.cfg, "w") as f:
-            f.write(CONFIG.format(
-                sock=self.sock, cli_port=self.cli_port, web_port=self.web_port,
-                sticky_port=self.sticky_port, app1=self.apps["app1"].port,
-                app2=self.apps["app2"].port, dead=self.dead_port, inter=INTER_MS, rise=RISE,
-                fall=FALL))
+            f.write(self.config() if config is None else config)
         subprocess.run([HAPROXY, "-c", "-q", "-f", self.cfg], check=True, timeout=30)
         log = open(os.path.join(self.dir, "haproxy.log"), "ab")
         try:
-            self.proc = subprocess.Popen([HAPROXY, "-f", self.cfg, "-db"], stdout=log,
+            self.proc = subprocess.Popen(self.command_line(), stdout=log,
                                          stderr=subprocess.STDOUT)
         finally:
             log.close()
         wait_until(lambda: os.path.exists(self.sock), 10, "the admin socket")
         wait_until(lambda: all(self.server(b, s)["status"] == "UP" for b, s in (
-            ("web", "app1"), ("web", "app2"), ("sticky", "app1"))), 15, "servers UP")
+            self.UP_AT_START if up is None else up)), 15, "servers UP")
         return self
 
     def stop(self):
@@ -251,6 +276,43 @@ class HAProxy(object):
         return Poller(self, backend, name, interval, limit)
 
 
+class MasterWorkerHAProxy(HAProxy):
+    """`haproxy -W -db -S MASTER_SOCK -f CFG`: Debian's unit runs `-Ws` the same way.
+
+    The test writes the configuration (``start(config, up)``), with ``self.sock`` as its admin
+    socket; ``reload()`` is what `systemctl reload` ends with (`kill -USR2 $MAINPID`).
+    """
+
+    def __init__(self, tmp_path):
+        HAProxy.__init__(self, tmp_path)
+        self.master_sock = os.path.join(self.dir, "master.sock")
+        self.state_file = os.path.join(self.dir, "server-state")
+
+    def command_line(self):
+        return [HAPROXY, "-W", "-db", "-f", self.cfg, "-S", self.master_sock]
+
+    @property
+    def master_pid(self):
+        return self.proc.pid
+
+    def worker_pid(self):
+        for line in runtime(self.sock, "show info").splitlines():
+            if line.startswith("Pid:"):
+                return int(line.split(":", 1)[1])
+        raise AssertionError("no Pid in show info")
+
+    def reload(self):
+        os.kill(self.proc.pid, signal.SIGUSR2)
+
+    def wait_new_worker(self, old_pid, timeout=15):
+        def new():
+            try:
+                return self.worker_pid() != old_pid
+            except OSError:
+                return False
+        wait_until(new, timeout, "a new worker after the reload")
+
+
 class Poller(object):
     """Samples one server's status in a thread (bounded in time) while a module runs."""
 
@@ -292,6 +354,18 @@ class Poller(object):
             if not out or out[-1][1:] != sample[1:]:
                 out.append(sample)
         return out
+
+
+@pytest.fixture
+def haproxy_mw(tmp_path):
+    """A :class:`MasterWorkerHAProxy`, not started yet: the test renders its configuration."""
+    if not os.access(HAPROXY, os.X_OK):
+        pytest.fail("%s is required for these tests (apt-get install haproxy)" % HAPROXY)
+    lab = MasterWorkerHAProxy(tmp_path)
+    try:
+        yield lab
+    finally:
+        lab.stop()
 
 
 @pytest.fixture

@@ -147,15 +147,85 @@ def test_present_ready_absent_dynamic_server(haproxy):
     def removed(result):
         assert haproxy.server("web", "clone") is None
         assert result["commands"][-1] == "del server web/clone"
-        assert result["after"] is None
+        assert result["after"] is None and result["dynamic"] is True
     converge(haproxy, dict(args, state="absent"), "web", "clone", removed)
 
 
-def test_absent_deletes_a_server_from_the_config(haproxy):
-    """HAProxy 2.6.12 deletes config-declared servers too (measured); they return on reload."""
-    def removed(result):
-        assert haproxy.server("web", "app2") is None
-    converge(haproxy, server_args(haproxy, state="absent"), "web", "app2", removed)
+def test_del_server_deletes_configured_servers_on_this_haproxy(haproxy):
+    """Why absent must tell configured servers from dynamic ones itself: HAProxy 2.6.12 deletes
+    a configured server too (it comes back at the next reload, in its configured state), and
+    refuses only one that other configuration elements point to."""
+    assert haproxy.cmd("set server web/app2 state maint") == ""
+    assert haproxy.cmd("del server web/app2") == "Server deleted."
+    assert haproxy.server("web", "app2") is None
+
+
+def test_dynamic_probe_answers_on_this_haproxy(haproxy):
+    """`set server B/S ssl` (no argument) names dynamic servers and changes nothing."""
+    assert haproxy.cmd("add server web/dyn 127.0.0.1:%d" % haproxy.dead_port) == (
+        "New server registered.")
+    before = haproxy.servers()
+    assert haproxy.cmd("set server web/dyn ssl") == (
+        "'set server <srv> ssl' not supported on dynamic servers")
+    for name in ("app1", "app2"):
+        assert haproxy.cmd("set server web/%s ssl" % name).startswith("'set server <srv> ssl' ")
+    assert haproxy.cmd("set server slotted/app1-clone ssl").startswith(
+        "'set server <srv> ssl' cannot be set")
+    after = haproxy.servers()
+    for key in before:
+        for field in ("srv_admin_state", "srv_addr", "srv_port", "srv_use_ssl", "status"):
+            assert after[key][field] == before[key][field], (key, field)
+
+
+def test_absent_leaves_a_configured_server_in_maint(haproxy):
+    """Deleted, a drained original would come back UP at the next reload: it stays, in MAINT."""
+    def kept(result):
+        row = haproxy.server("web", "app2")
+        assert row is not None and row["status"] == "MAINT" and row["scur"] == "0"
+        assert result["dynamic"] is False and result["after"]["admin_state"] == "maint"
+        assert result["commands"] == ["set server web/app2 state maint"]
+        assert result["diff"]["after"]["state"] == "maint"
+    converge(haproxy, server_args(haproxy, state="absent"), "web", "app2", kept)
+
+
+def test_clone_slot_declared_in_the_configuration(haproxy):
+    """The role's clone slot (app1-clone ... disabled) through the deploy's calls."""
+    app3 = haproxy.apps["app3"]
+    args = {"socket": haproxy.sock, "backend": "slotted", "server": "app1-clone",
+            "address": "127.0.0.1", "port": app3.port, "wait_timeout": 15}
+    assert haproxy.server("slotted", "app1-clone")["status"] == "MAINT"
+    # present at the slot's own address and port: nothing to do.
+    for check in (True, False):
+        present = run_module("haproxy_server", dict(args, state="present"), check=check)
+        assert not present.failed and not present.changed, present
+        assert present["commands"] == [] and present["dynamic"] is False, present
+        assert present["slot"] is None and present["server"] == "app1-clone"
+
+    def ready(result):
+        row = haproxy.server("slotted", "app1-clone")
+        assert row["status"] == "UP" and row["check_status"] == "L7OK"
+        seen = set(json.loads(haproxy.http_get(haproxy.slotted_url + "/")[1])["version"]
+                   for _ in range(8))
+        assert seen == {"app1", "app3"}, seen
+    converge(haproxy, dict(args, state="ready"), "slotted", "app1-clone", ready)
+
+    def drained(result):
+        assert haproxy.server("slotted", "app1-clone")["status"] == "DRAIN"
+        seen = set(json.loads(haproxy.http_get(haproxy.slotted_url + "/")[1])["version"]
+                   for _ in range(6))
+        assert seen == {"app1"}, seen
+    converge(haproxy, dict(args, state="drain"), "slotted", "app1-clone", drained)
+
+    def freed(result):
+        row = haproxy.server("slotted", "app1-clone")
+        assert row is not None and row["status"] == "MAINT" and row["scur"] == "0"
+        assert not any(c.startswith("del server") for c in result["commands"]), result
+        assert result["dynamic"] is False and result["after"]["admin_state"] == "maint"
+    converge(haproxy, dict(args, state="absent"), "slotted", "app1-clone", freed)
+    # Free again for the next deploy, and never deleted.
+    again = run_module("haproxy_server", dict(args, state="ready"))
+    assert not again.failed and again["after"]["ready"] is True, again
+    assert haproxy.server("slotted", "app1-clone")["status"] == "UP"
 
 
 def slow_request(get, url, box):
@@ -282,13 +352,15 @@ def test_tcp_runtime_socket(haproxy):
 
 def test_haproxy_info(haproxy):
     assert haproxy.cmd("set server web/app2 state drain") == ""
+    assert haproxy.cmd("add server web/dyn 127.0.0.1:%d" % haproxy.dead_port) == (
+        "New server registered.")
     for check in (True, False):
         result = run_module("haproxy_info", {"socket": haproxy.sock}, check=check)
         assert not result.failed and not result.changed, result
         backends = result["backends"]
         assert {"web", "sticky"} <= set(backends) and "fe_web" not in backends
         web = backends["web"]
-        assert web["algo"] == "roundrobin" and set(web["servers"]) == {"app1", "app2"}
+        assert web["algo"] == "roundrobin" and set(web["servers"]) == {"app1", "app2", "dyn"}
         app1, app2 = web["servers"]["app1"], web["servers"]["app2"]
         assert app1["ready"] is True and app1["status"] == "UP"
         assert app1["port"] == haproxy.apps["app1"].port and app1["address"] == "127.0.0.1"
@@ -298,6 +370,9 @@ def test_haproxy_info(haproxy):
         assert app2["admin_state"] == "drain" and app2["ready"] is False
         slot = backends["sticky"]["servers"]["slot1"]
         assert slot["admin_state"] == "maint" and slot["ready"] is False
+        assert slot["dynamic"] is False and app1["dynamic"] is False
+        assert backends["slotted"]["servers"]["app1-clone"]["dynamic"] is False
+        assert backends["web"]["servers"]["dyn"]["dynamic"] is True
         assert result["version"].startswith("2.")
     one = run_module("haproxy_info", {"socket": haproxy.tcp_socket, "backend": "sticky"})
     assert not one.failed and list(one["backends"]) == ["sticky"], one

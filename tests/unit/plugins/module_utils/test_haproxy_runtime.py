@@ -353,3 +353,111 @@ def test_merge_backends_joins_by_name_and_skips_half_known_servers():
     s1 = be["servers"]["s1"]
     assert (s1["address"], s1["port"], s1["weight"], s1["scur"]) == ("10.0.0.1", 80, 7, 5)
     assert s1["ready"] is True
+
+
+# --- configured or dynamic ------------------------------------------------------------------
+
+@pytest.mark.parametrize("answer,expected", [
+    # HAProxy 2.6.12's answers to `set server B/S ssl` (measured).
+    ("'set server <srv> ssl' not supported on dynamic servers\n\n", True),
+    ("'set server <srv> ssl' cannot be set.  default-server should define ssl settings\n\n",
+     False),
+    ("'set server <srv> ssl' expects 'on' or 'off'.\n\n", False),
+    ("No such server.\n\n", None),
+    ("server ssl setting not supported.\n", None),
+    ("", None),
+])
+def test_classify_dynamic_probe(answer, expected):
+    assert rt.classify_dynamic_probe(answer) is expected
+
+
+def test_backends_probe_dynamic_only_when_asked():
+    stat = stat_text({"pxname": "be", "svname": "s1", "status": "UP"},
+                     {"pxname": "be", "svname": "d1", "status": "MAINT"},
+                     {"pxname": "be", "svname": "BACKEND", "algo": "roundrobin"})
+    state = state_text({"be_name": "be", "srv_name": "s1", "srv_addr": "127.0.0.1"},
+                       {"be_name": "be", "srv_name": "d1", "srv_addr": "127.0.0.1"})
+    conn = Connector({
+        "show stat be 6 -1": stat, "show servers state be": state,
+        "set server be/s1 ssl": "'set server <srv> ssl' cannot be set.  default-server should "
+                                "define ssl settings\n\n",
+        "set server be/d1 ssl": "'set server <srv> ssl' not supported on dynamic servers\n\n"})
+    client = rt.RuntimeClient("/x/admin.sock", connect=conn)
+    plain = client.backend("be")["servers"]
+    assert plain["s1"]["dynamic"] is None and plain["d1"]["dynamic"] is None
+    assert len(conn.sockets) == 2
+    probed = client.backend("be", probe_dynamic=True)["servers"]
+    assert probed["s1"]["dynamic"] is False and probed["d1"]["dynamic"] is True
+    with pytest.raises(ValueError):
+        client.is_dynamic("be", "s1; del server be/s1")
+
+
+def test_missing_or_refusing_socket_is_not_running():
+    for error in (FileNotFoundError(2, "No such file"), ConnectionRefusedError(111, "refused")):
+        client = rt.RuntimeClient("/x/admin.sock", connect=Connector({}, error=error))
+        with pytest.raises(rt.NotRunningError):
+            client.command("show info")
+    client = rt.RuntimeClient("/x/admin.sock",
+                              connect=Connector({}, error=socket.timeout("timed out")))
+    with pytest.raises(rt.SocketError) as err:
+        client.command("show info")
+    assert not isinstance(err.value, rt.NotRunningError)
+
+
+def test_info_and_worker_pid():
+    conn = Connector({"show info": "Name: HAProxy\nVersion: 2.6.12\nPid: 4242\nUptime: 0d\n\n"})
+    client = rt.RuntimeClient("/x/admin.sock", connect=conn)
+    assert client.info()["Pid"] == "4242" and client.worker_pid() == 4242
+    client = rt.RuntimeClient("/x/admin.sock", connect=Connector({"show info": "Name: x\n"}))
+    with pytest.raises(rt.HAProxyRuntimeError):
+        client.worker_pid()
+
+
+# --- saved state filter ---------------------------------------------------------------------
+
+def state_line(backend, server, address, port, admin=0):
+    return "2 %s 1 %s %s 2 %d 1 1 5 15 3 3 6 0 0 0 - %d - 0 0 - - 0" % (
+        backend, server, address, admin, port)
+
+
+def test_filter_keeps_same_endpoint_and_slots_drops_the_rest():
+    text = "\n".join([
+        "1", STATE_HEADER,
+        state_line("web", "app1", "10.0.0.1", 8080, admin=8),      # same: kept (DRAIN)
+        state_line("web", "app2", "10.0.0.2", 8080),               # port changed: dropped
+        state_line("web", "app3", "10.0.0.9", 8080),               # address changed: dropped
+        state_line("web", "app1-clone", "10.0.0.1", 9999, admin=4),  # moved slot: kept
+        state_line("web", "dyn", "10.0.0.7", 8081),                # dynamic: dropped
+        state_line("web", "gone", "10.0.0.8", 8080),               # removed: dropped
+        state_line("web", "named", "10.0.0.5", 8080),              # host name: port only
+        "", ""])
+    servers = [
+        {"backend": "web", "server": "app1", "address": "10.0.0.1", "port": 8080, "slot": False},
+        {"backend": "web", "server": "app2", "address": "10.0.0.2", "port": 8090, "slot": False},
+        {"backend": "web", "server": "app3", "address": "10.0.0.3", "port": 8080, "slot": False},
+        {"backend": "web", "server": "app1-clone", "address": "10.0.0.1", "port": 8081,
+         "slot": True},
+        {"backend": "web", "server": "named", "address": "app5.example", "port": 8080},
+        {"backend": "api", "server": "app1", "address": "10.0.0.1", "port": 8080},
+    ]
+    out, kept, dropped = rt.filter_servers_state(text, servers)
+    assert kept == ["web/app1", "web/app1-clone", "web/named"]
+    assert dropped == ["web/app2", "web/app3", "web/dyn", "web/gone"]
+    lines = out.splitlines()
+    assert lines[:2] == ["1", STATE_HEADER] and out.endswith("\n")
+    assert lines[2] == state_line("web", "app1", "10.0.0.1", 8080, admin=8)
+    assert lines[3] == state_line("web", "app1-clone", "10.0.0.1", 9999, admin=4)
+    # What HAProxy itself parses back.
+    assert [r["srv_name"] for r in rt.parse_servers_state(out)] == ["app1", "app1-clone", "named"]
+
+
+def test_filter_ipv6_compares_addresses_not_spellings():
+    text = "1\n%s\n%s\n" % (STATE_HEADER, state_line("web", "v6", "::1", 80))
+    servers = [{"backend": "web", "server": "v6", "address": "0:0::1", "port": 80}]
+    assert rt.filter_servers_state(text, servers)[1] == ["web/v6"]
+
+
+@pytest.mark.parametrize("text", ["", "No such backend.\n", "2\n# be_id\n", "1\nbe_id x\n"])
+def test_filter_rejects_other_answers(text):
+    with pytest.raises(rt.HAProxyRuntimeError):
+        rt.filter_servers_state(text, [])

@@ -3,7 +3,8 @@
 The simulation models only what the module relies on (verified on the real HAProxy 2.6 by the
 integration tests): leaving MAINT sets the health counter to `rise` with the old check result,
 `health down` zeroes it (ignored in MAINT), each check moves it by one, `rise` passes bring a
-server UP and then the counter jumps to its top.
+server UP and then the counter jumps to its top. `set server B/S ssl` (no argument) answers
+as 2.6.12 does for a dynamic server and for one from the configuration.
 """
 import pytest
 
@@ -23,8 +24,9 @@ def req(**kwargs):
 
 class Srv(object):
     def __init__(self, name, admin="ready", alive=True, check="enabled", health=3, scur=0,
-                 address="127.0.0.1", port=8080, weight=1, rise=2, fall=2):
+                 address="127.0.0.1", port=8080, weight=1, rise=2, fall=2, dynamic=False):
         self.name, self.admin, self.alive, self.check = name, admin, alive, check
+        self.dynamic = dynamic
         self.health, self.scur, self.qcur = health, scur, 0
         self.address, self.port, self.weight = address, port, weight
         self.rise, self.fall = rise, fall
@@ -78,11 +80,14 @@ class Srv(object):
 class FakeHAProxy(rt.RuntimeClient):
     """Answers runtime commands like HAProxy 2.6 and runs checks as fake time passes."""
 
-    def __init__(self, servers, backend="be", algo="roundrobin", inter=0.5, refuse_add=False):
+    def __init__(self, servers, backend="be", algo="roundrobin", inter=0.5, refuse_add=False,
+                 probe_answer=None):
         self.spec = "/fake"
         self.servers = dict((s.name, s) for s in servers)
         self.backend_name, self.algo, self.inter = backend, algo, inter
         self.refuse_add = refuse_add
+        self.probe_answer = probe_answer  # overrides the answer to the dynamic probe
+        self.probes = []
         self.now = 0.0
         self.next_check = inter
         self.sent = []          # every write command received
@@ -105,7 +110,7 @@ class FakeHAProxy(rt.RuntimeClient):
                 srv.scur = 0
 
     # runtime API
-    def backends(self, backend=None):
+    def backends(self, backend=None, probe_dynamic=False):
         if backend not in (None, self.backend_name):
             raise rt.NotFoundError("backend", backend)
         stats, states = [], []
@@ -114,12 +119,28 @@ class FakeHAProxy(rt.RuntimeClient):
             stats.append(stat)
             states.append(state)
         stats.append({"pxname": self.backend_name, "svname": "BACKEND", "algo": self.algo})
-        return rt.merge_backends(stats, states)
+        result = rt.merge_backends(stats, states)
+        if probe_dynamic:
+            for view in result[self.backend_name]["servers"].values():
+                view["dynamic"] = self.is_dynamic(self.backend_name, view["name"])
+        return result
 
     def command(self, command):
         words = command.split()
         if words[0] == "show":
             raise AssertionError("reads go through backends()")
+        if words[:2] == ["set", "server"] and words[3:] == ["ssl"]:
+            # The dynamic probe: a read, not recorded with the writes.
+            self.probes.append(command)
+            srv = self.servers.get(words[2].split("/")[1])
+            if self.probe_answer is not None:
+                return self.probe_answer
+            if srv is None:
+                return "No such server."
+            if srv.dynamic:
+                return "'set server <srv> ssl' not supported on dynamic servers"
+            return ("'set server <srv> ssl' cannot be set.  default-server should define ssl "
+                    "settings")
         self.sent.append(command)
         if words[:2] == ["add", "server"]:
             name = words[2].split("/")[1]
@@ -129,7 +150,7 @@ class FakeHAProxy(rt.RuntimeClient):
                 return "Already exists a server with the same name in backend."
             host, port = words[3].rsplit(":", 1)
             self.servers[name] = Srv(name, admin="maint", check="configured", health=0,
-                                     address=host.strip("[]"), port=int(port))
+                                     address=host.strip("[]"), port=int(port), dynamic=True)
             self.servers[name].last = ""
             return "New server registered."
         if words[:2] == ["del", "server"]:
@@ -177,7 +198,7 @@ def run(fake, check_mode=False, **kwargs):
 
 
 def backend_of(*servers, **kwargs):
-    return FakeHAProxy(list(servers), **kwargs).backends("be")["be"]
+    return FakeHAProxy(list(servers), **kwargs).backends("be", probe_dynamic=True)["be"]
 
 
 def commands(steps):
@@ -286,12 +307,26 @@ def test_drain_and_maint_plans():
 
 
 def test_absent_plans():
-    assert commands(hs.plan(req(state="absent"), backend_of(Srv("s1"))).steps) == [
+    dynamic = backend_of(Srv("s1", dynamic=True))
+    assert commands(hs.plan(req(state="absent"), dynamic).steps) == [
         "set server be/s1 state maint", "wait idle", "del server be/s1"]
-    steps = hs.plan(req(state="absent", wait=False), backend_of(Srv("s1", admin="maint"))).steps
+    steps = hs.plan(req(state="absent", wait=False),
+                    backend_of(Srv("s1", admin="maint", dynamic=True))).steps
     assert commands(steps) == ["del server be/s1"] and steps[0].retry_on is None
     p = hs.plan(req(state="absent", server="nope"), backend_of(Srv("s1")))
     assert p.steps == [] and p.before is None
+
+
+def test_absent_never_deletes_a_configured_or_unknown_server():
+    """Deleted, a configured server would come back at the next reload as configured."""
+    assert commands(hs.plan(req(state="absent"), backend_of(Srv("s1"))).steps) == [
+        "set server be/s1 state maint", "wait idle"]
+    assert hs.plan(req(state="absent", wait=False),
+                   backend_of(Srv("s1", admin="maint"))).steps == []
+    unknown = backend_of(Srv("s1", dynamic=True), probe_answer="server ssl setting not supported.")
+    assert unknown["servers"]["s1"]["dynamic"] is None
+    assert commands(hs.plan(req(state="absent"), unknown).steps) == [
+        "set server be/s1 state maint", "wait idle"]
 
 
 def test_present_adds_with_explicit_checks():
@@ -301,7 +336,7 @@ def test_present_adds_with_explicit_checks():
         "add server be/c1 10.0.0.9:8081 check inter 250 rise 3 fall 4 weight 5",
         "enable health be/c1"]
     assert hs.predict(p.before, p.steps) == {"admin_state": "maint", "address": "10.0.0.9",
-                                             "port": 8081, "weight": 5}
+                                             "port": 8081, "weight": 5, "dynamic": True}
 
 
 def test_present_ipv6_is_bracketed():
@@ -445,14 +480,46 @@ def test_drain_timeout_fails_or_shuts_sessions():
 
 
 def test_absent_retries_del_while_connections_linger():
-    fake = FakeHAProxy([Srv("s1")])
+    fake = FakeHAProxy([Srv("s1", dynamic=True)])
     fake.del_refusals = 2
     result = run(fake, state="absent")
     assert result["after"] is None and "s1" not in fake.servers
     assert result["diff"]["after"] == {"state": "absent"}
     assert result["commands"].count("del server be/s1") == 1
     assert fake.sent.count("del server be/s1") == 3
+    assert result["dynamic"] is True
     assert run(fake, state="absent")["changed"] is False
+
+
+def test_absent_leaves_a_configured_server_in_maint_without_sessions():
+    fake = FakeHAProxy([Srv("s1", scur=2), Srv("s2")])
+    fake.sessions_end_at = 0.8
+    result = run(fake, state="absent")
+    assert result["changed"] and result["dynamic"] is False
+    assert result["commands"] == ["set server be/s1 state maint"]
+    assert not [c for c in fake.sent if c.startswith("del server")]
+    assert fake.servers["s1"].admin == "maint" and fake.servers["s1"].scur == 0
+    assert result["after"]["admin_state"] == "maint" and result["after"]["dynamic"] is False
+    assert result["diff"]["after"]["state"] == "maint"
+    assert fake.probes == ["set server be/s1 ssl"]
+    again = run(fake, state="absent")
+    assert again["changed"] is False and again["commands"] == []
+    checked = run(fake, check_mode=True, state="absent", server="s2")
+    assert checked["commands"] == ["set server be/s2 state maint"]
+    assert checked["after"]["admin_state"] == "maint" and fake.servers["s2"].admin == "ready"
+
+
+def test_added_server_is_dynamic_and_absent_deletes_it():
+    fake = FakeHAProxy([Srv("s1")])
+    kw = dict(server="c1", address="127.0.0.2", port=9000)
+    checked = run(fake, check_mode=True, state="present", **kw)
+    assert checked["dynamic"] is True and checked["after"]["dynamic"] is True
+    created = run(fake, state="present", **kw)
+    assert created["dynamic"] is True and created["after"]["dynamic"] is True
+    assert run(fake, state="present", **kw)["dynamic"] is True
+    removed = run(fake, state="absent", **kw)
+    assert removed["commands"][-1] == "del server be/c1" and removed["after"] is None
+    assert "c1" not in fake.servers
 
 
 def test_present_then_ready_on_a_new_server():
