@@ -66,9 +66,10 @@ unit: venv collection
 integration-local: deps
 	$(BIN)/pytest -q -n 2 tests/integration/local
 
-# The lab tests boot their own lab (named itest) and tear it down in teardown, even on failure.
+# The lab tests boot their own labs (itest, itest-lb2, itest-one, itest-fault) and tear them down
+# in teardown, even on failure; tests that share a lab form one xdist group, groups run side by side.
 integration-lab: deps
-	$(BIN)/pytest -q tests/integration/lab
+	$(BIN)/pytest -q -n 2 --dist loadgroup tests/integration/lab
 
 integration: integration-local integration-lab
 

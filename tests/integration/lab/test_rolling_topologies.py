@@ -21,6 +21,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _deploy import check_clean, check_under_load, current_release, deploy  # noqa: E402
 from _labs import booted_labs  # noqa: E402
 
+# Tests that share one lab run on one xdist worker (make integration-lab: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group('topologies')
+
 DONE = set()
 
 
