@@ -16,21 +16,26 @@ UNIT = "%s@%d" % (APP, PORT)
 CLONE_UNIT = "%s@%d" % (APP, CLONE_PORT)
 
 
+def v2_dir(host):
+    """v2 with its configuration: the directory is named v2+<digest of the rendered files>."""
+    return host.file(ROOT + "/current").linked_to
+
+
 def test_current_is_v2_and_previous_is_v1(host):
     current = host.file(ROOT + "/current")
     assert current.is_symlink
-    assert current.linked_to == ROOT + "/releases/v2"
+    assert current.linked_to.startswith(ROOT + "/releases/v2+")
     previous = host.file(ROOT + "/previous")
     assert previous.is_symlink
     assert previous.linked_to == ROOT + "/releases/v1"
 
 
 def test_v2_is_not_marked_bad(host):
-    assert not host.file(ROOT + "/.hitless/bad/v2").exists
+    assert not host.file(ROOT + "/.hitless/bad/" + v2_dir(host).rsplit("/", 1)[1]).exists
 
 
 def test_v2_has_its_environment_file(host):
-    env = host.file(ROOT + "/releases/v2/.env")
+    env = host.file(v2_dir(host) + "/.env")
     assert env.is_file
     assert env.user == "root"
     assert env.group == APP
@@ -48,7 +53,7 @@ def test_original_runs_from_v2(host):
     pid = host.check_output("systemctl show --property=MainPID --value %s", UNIT)
     assert int(pid) > 0
     # `current` moved before the restart, so the process's directory is v2's real path.
-    assert host.check_output("readlink /proc/%s/cwd", pid) == ROOT + "/releases/v2"
+    assert host.check_output("readlink /proc/%s/cwd", pid) == v2_dir(host)
 
 
 def test_clone_is_gone(host):
