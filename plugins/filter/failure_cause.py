@@ -7,10 +7,10 @@ name: failure_cause
 short_description: The underlying cause of a failed task result, naming the failed loop items
 version_added: 0.2.0
 description:
-  - A task that loops (for instance over HAProxy hosts with C(delegate_to)) fails with the
+  - 'A task that loops (for instance over HAProxy hosts with C(delegate_to)) fails with the
     message "One or more items failed", which names neither the item nor the cause. This filter
     returns C(on ITEM: MESSAGE) for every failed or unreachable item instead, joined by C(; ),
-    and the task's own message for a task without a loop.
+    and the task''s own message for a task without a loop.'
   - The message loses its final period, so a sentence can follow it.
 options:
   _input:

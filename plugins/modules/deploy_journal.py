@@ -11,7 +11,7 @@ description:
     recorded before it acts, atomically (temporary file, fsync, rename), so a deploy interrupted
     at any moment (a controller killed, a CI runner gone) leaves a journal that says what may
     have been done. The rescue and the repair of M(hitless.deploy.rolling) both read it.
-  - O(state=info) also reads what the host runs, in one call: where C(current) and C(previous)
+  - O(state=info) also reads what the host runs, in one call; where C(current) and C(previous)
     point, free space under O(root), and for each of O(ports) the unit C(NAME@PORT), the
     release its main process really runs (the working directory it started in) and every
     process listening on the port, naming those that do not belong to the unit.
