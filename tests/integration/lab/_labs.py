@@ -114,3 +114,21 @@ def booted_lab(name, *args):
     """Boot lab ``name`` with ``lab.py up`` options ``args``; yield a :class:`BootedLab`."""
     with booted_labs((name,) + args) as labs:
         yield labs[0]
+
+
+def guest_run(name, host, command, timeout=30):
+    """Run ``command`` (sh) inside lab ``name``'s ``host`` without SSH: in the namespaces of
+    its systemd (nsenter), so a test can take the host's sshd away and bring it back."""
+    sys.path.insert(0, os.path.dirname(LAB))
+    import lab as lab_tool  # noqa: E402  (tests/lab/lab.py)
+    info = (lab_tool.load_state(name) or {}).get("hosts", {}).get(host)
+    _nspawn, pid1 = lab_tool.guest_pids(lab_tool.host_pids(name, host, info))
+    if not pid1:
+        raise LabError("lab %s: host %s has no running systemd" % (name, host))
+    return subprocess.run(["nsenter", "-t", str(pid1), "-a", "--", "/bin/sh", "-c", command],
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+SSH_DOWN = ("systemctl stop ssh.socket ssh.service >/dev/null 2>&1; pkill -KILL sshd; "
+            "! ss -ltn | grep -q ':22 '")
+SSH_UP = "systemctl start ssh.service && for i in $(seq 50); do ss -ltn | grep -q ':22 ' && exit 0; sleep 0.1; done; exit 1"

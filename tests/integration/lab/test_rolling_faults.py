@@ -113,6 +113,23 @@ def test_controller_killed_then_a_plain_rerun_converges(flab, tmp_path, task):
     print(task, result.summary())
 
 
+def test_tags_repair_only_repairs(flab, tmp_path):
+    old = serving(flab)
+    new = NEXT[old]
+    result = deploy_runs(flab, tmp_path, [
+        Run(release=new, triggers=[(on_app1("Drain the original"), kill_group)]),
+        Run(release=new, args=["--tags", "repair"]),
+    ])
+    assert result.runs[0].rc == -9 and result.rc == 0, result.tail(60)
+    apps = flab.groups["app"]
+    # Interrupted before current moved: back to the release that served; nothing deployed.
+    check_under_load(result, swapped=["app1"], app_hosts=apps)
+    check_clean(flab, old)
+    assert result.records["app1"]["outcome"] == "repaired", result.records["app1"]
+    assert result.records["app1"]["repaired"].endswith("backward"), result.records["app1"]
+    assert set(result.by_version) == {old}, result.by_version
+
+
 def stray(flab, status):
     """A foreign HTTP server on the clone port of app1, answering ``status`` on /health."""
     root = "/run/stray-%d" % status

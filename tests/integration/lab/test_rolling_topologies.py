@@ -11,15 +11,18 @@ Two labs, booted side by side for this module only:
 One failed request fails a test; so does one ``show stat`` sample with fewer UP servers than
 app hosts.
 """
+import json
 import os
+import re
 import sys
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _deploy import check_clean, check_under_load, current_release, deploy  # noqa: E402
-from _labs import booted_labs  # noqa: E402
+from _deploy import (Run, base_name, check_clean, check_under_load,  # noqa: E402
+                     current_release, deploy, deploy_runs, host_state, show_stat, task_line)
+from _labs import SSH_DOWN, SSH_UP, booted_labs, guest_run  # noqa: E402
 
 # Tests that share one lab run on one xdist worker (make integration-lab: --dist loadgroup).
 pytestmark = pytest.mark.xdist_group('topologies')
@@ -49,7 +52,7 @@ def check_deployed(lab, result, release, from_release):
     check_clean(lab, release)
     assert result.answered_after_end() == {("app1", release)}, result.answered_after_end()
     record = result.records["app1"]
-    assert (record["outcome"], record["release"], record["from_release"]) == (
+    assert (record["outcome"], base_name(record["release"]), base_name(record["from_release"])) == (
         "deployed", release, from_release), record
     print(result.summary())
 
@@ -81,3 +84,73 @@ def test_b_single_app_host_v2_to_v3(labs, tmp_path):
     # While the original restarted, the clone alone answered, with the release it stood in for.
     assert result.versions_from("app1", 8081) == {"v2"}, result.by_instance
     assert set(result.by_version) == {"v2", "v3"}, result.by_version
+    DONE.add("b")
+
+
+def failure_message(result, host):
+    """The role's final message for ``host`` (after the failed task's own)."""
+    for match in re.finditer(r"^fatal: \[%s\]: FAILED! => (\{.*\})$" % host, result.output, re.M):
+        msg = json.loads(match.group(1)).get("msg", "")
+        if msg.startswith("hitless.deploy.rolling failed on "):
+            return msg
+    return result.tail(40)
+
+
+def ssh_down(lab, host):
+    proc = guest_run(lab.name, host, SSH_DOWN)
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+
+
+def ssh_up(lab, host):
+    proc = guest_run(lab.name, host, SSH_UP)
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+
+
+def test_h_an_unreachable_lb_host_stops_the_deploy_in_preflight(labs, tmp_path):
+    require("b")
+    lab = labs["lb2"]
+    before = host_state(lab, "app1")
+    ssh_down(lab, "lb2")
+    try:
+        result = deploy(lab, tmp_path, release="v1")
+    finally:
+        ssh_up(lab, "lb2")
+    assert result.rc != 0
+    message = failure_message(result, "app1")
+    assert "at step preflight" in message and "not reachable: lb2: " in message, message
+    assert message.endswith("Nothing was changed."), message
+    check_under_load(result, swapped=(), app_hosts=["app1"])
+    assert host_state(lab, "app1") == before
+    check_clean(lab, "v3")
+    DONE.add("h")
+
+
+def test_h_an_lb_host_lost_during_the_deploy_is_left_for_a_rerun(labs, tmp_path):
+    require("h")
+    lab = labs["lb2"]
+
+    def lose_lb2(proc):
+        ssh_down(lab, "lb2")
+    try:
+        result = deploy_runs(lab, tmp_path, [
+            Run(release="v1", triggers=[(task_line("Drain the original"), lose_lb2)])])
+    finally:
+        ssh_up(lab, "lb2")
+    assert result.runs[0].fired and result.rc != 0, result.tail()
+    message = failure_message(result, "app1")
+    assert "lb2 could not be reached" in message, message
+    assert "on lb1 the original serves again and the clone left the backend" in message, message
+    assert "Left for the next run" in message, message
+    # No request failed and app1 kept a server UP on both LB hosts: the clone stayed up for lb2.
+    check_under_load(result, swapped=["app1"], app_hosts=["app1"])
+    assert show_stat(lab, "lb1")[("demo", "app1")].startswith("UP")
+    assert current_release(lab, "app1") == "v3"
+    # lb2 is back: a plain re-run repairs (lb2's backend, the clone, the journal, the lock)
+    # and deploys.
+    again_dir = tmp_path / "again"
+    again_dir.mkdir()
+    again = deploy(lab, again_dir, release="v1")
+    assert again.rc == 0, again.tail()
+    check_under_load(again, swapped=["app1"], app_hosts=["app1"])
+    check_clean(lab, "v1")
+    assert again.records["app1"]["repaired"], again.records["app1"]
