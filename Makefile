@@ -66,10 +66,20 @@ unit: venv collection
 integration-local: deps
 	$(BIN)/pytest -q -n 2 tests/integration/local
 
-# The lab tests boot their own labs (itest, itest-lb2, itest-one, itest-fault) and tear them down
-# in teardown, even on failure; tests that share a lab form one xdist group, groups run side by side.
+# The lab tests boot their own labs (itest, itest-lb2, itest-one; itest-fault for the fault
+# tests) and tear them down in teardown, even on failure. The fault tests run in a second pytest
+# session beside the others (one lab each, no sharing); tests/integration/lab/fault_matrix.py
+# tabulates what both measured from $(TMP)/itest.
 integration-lab: deps
-	$(BIN)/pytest -q -n 2 --dist loadgroup tests/integration/lab
+	@rm -rf $(TMP)/itest && mkdir -p $(TMP)/itest
+	@$(BIN)/pytest -q --basetemp=$(TMP)/itest/faults tests/integration/lab/test_rolling_faults.py \
+	  > $(TMP)/itest/faults.log 2>&1 & faults=$$!; \
+	$(BIN)/pytest -q --basetemp=$(TMP)/itest/others tests/integration/lab \
+	  --ignore=tests/integration/lab/test_rolling_faults.py && others=0 || others=$$?; \
+	wait $$faults && status=0 || status=$$?; \
+	echo "--- fault tests (tests/integration/lab/test_rolling_faults.py):"; cat $(TMP)/itest/faults.log; \
+	$(BIN)/python tests/integration/lab/fault_matrix.py $(TMP)/itest; \
+	test $$others -eq 0 && test $$status -eq 0
 
 integration: integration-local integration-lab
 

@@ -15,9 +15,6 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from _ansible import run_module  # noqa: E402
 
-# Tests that share one lab run on one xdist worker (make integration-lab: --dist loadgroup).
-pytestmark = pytest.mark.xdist_group('itest')
-
 HOST = "app1"
 ROOT = "/srv/demo"
 ORIGINAL = 8080

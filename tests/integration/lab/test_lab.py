@@ -6,15 +6,11 @@ import subprocess
 import sys
 import urllib.request
 
-# Tests that share one lab run on one xdist worker (make integration-lab: --dist loadgroup).
-pytestmark = pytest.mark.xdist_group('itest')
-
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
 sys.path.insert(0, os.path.join(REPO, "tests", "lab"))
 
 import _plan  # noqa: E402
-import pytest  # noqa: E402
 
 
 def test_inventory_groups(lab):

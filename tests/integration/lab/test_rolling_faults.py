@@ -29,7 +29,6 @@ from _deploy import (APP, CLONE_PORT, FAST, PORT, ROOT, Run, base_name,  # noqa:
                      deploy_runs, host_state, kill_group, sh, task_line)
 from _labs import BootedLab, LabError, booted_lab  # noqa: E402
 
-pytestmark = pytest.mark.xdist_group("faults")
 HOOKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hooks")
 FATAL_RE = re.compile(r"^fatal: \[(\S+)\]: FAILED! => (\{.*\})$", re.M)
 NEXT = {"v1": "v2", "v2": "v3", "v3": "v1"}

@@ -21,9 +21,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _deploy import (CLONE_PORT, ROOT, base_name, check_clean, check_under_load,  # noqa: E402
                      current_release, deploy, host_state, sh)
 
-# Tests that share one lab run on one xdist worker (make integration-lab: --dist loadgroup).
-pytestmark = pytest.mark.xdist_group('itest')
-
 PHASES = ["preflight", "prepare", "clone", "route_to_clone", "upgrade", "post_start",
           "route_back", "cleanup"]
 DONE = set()

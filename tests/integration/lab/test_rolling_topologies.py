@@ -24,9 +24,6 @@ from _deploy import (Run, base_name, check_clean, check_under_load,  # noqa: E40
                      current_release, deploy, deploy_runs, host_state, show_stat, task_line)
 from _labs import SSH_DOWN, SSH_UP, booted_labs, guest_run  # noqa: E402
 
-# Tests that share one lab run on one xdist worker (make integration-lab: --dist loadgroup).
-pytestmark = pytest.mark.xdist_group('topologies')
-
 DONE = set()
 
 
