@@ -495,6 +495,7 @@ class Runner:
             view = self._read()
             if view is None:
                 raise StateError("server %s disappeared while waiting" % self._fq(), {})
+            self._reassert(what, view)
             if done(view):
                 return view
             if self.clock() >= deadline:
@@ -505,6 +506,16 @@ class Runner:
                     continue
                 raise StateError(self._timeout_message(what, view), {})
             self.sleep(self.poll)
+
+    def _reassert(self, what, view):
+        """A reload that restored an older state, or a hand edit, must not undo a drain we are
+        waiting on: a server leaving traffic is sent out of it again."""
+        if what != "idle":
+            return
+        target = "drain" if self.req.state == "drain" else "maint"
+        if view.get("admin_state") not in (target, None):
+            self._send(_state(self._fq(), target))
+            view["admin_state"] = target
 
     def _timeout_message(self, what, view):
         fq, t = self._fq(), self.req.wait_timeout

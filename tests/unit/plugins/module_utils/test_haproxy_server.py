@@ -562,3 +562,19 @@ def test_unknown_backend():
     with pytest.raises(rt.NotFoundError) as err:
         run(FakeHAProxy([]), backend="nope")
     assert err.value.kind == "backend"
+
+
+def test_a_drain_undone_while_waiting_is_sent_again():
+    # As after a reload that loaded an older server state: the server is READY again.
+    fake = FakeHAProxy([Srv("s1", scur=3)])
+    fake.sessions_end_at = 1.0
+    plain_sleep = fake.sleep
+
+    def sleep(seconds):
+        plain_sleep(seconds)
+        if 0.3 <= fake.now < 0.3 + seconds:
+            fake.servers["s1"].admin = "ready"
+    fake.sleep = sleep
+    result = run(fake, state="drain")
+    assert result["commands"].count("set server be/s1 state drain") == 2, result["commands"]
+    assert fake.servers["s1"].admin == "drain"
