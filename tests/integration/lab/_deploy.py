@@ -266,7 +266,8 @@ def deploy_runs(lab, workdir, runs):
     result.runs = runs
     # What tests/integration/lab/fault_matrix.py tabulates into docs/reliability.md.
     with open(os.path.join(workdir, "summary.json"), "w") as handle:
-        json.dump({"requests": result.requests, "failed": result.failed,
+        test = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" (", 1)[0].split("::", 1)[-1]
+        json.dump({"test": test, "requests": result.requests, "failed": result.failed,
                    "min_up": min(p["min_up"] for p in pollers.values() if p["min_up"] is not None)
                    if any(p["min_up"] is not None for p in pollers.values()) else None,
                    "rcs": [run.rc for run in runs], "fired": [run.fired for run in runs],

@@ -2,7 +2,7 @@
 
 Every deploy under the probes writes ``summary.json`` into its test's work directory; this reads
 the newest pytest base directory (``/tmp/pytest-of-$USER/pytest-N``, one per session, kept by
-pytest) and prints one Markdown row per deploy: the test, its runs' exit codes, requests,
+pytest) and prints one Markdown row per deploy, in the order they ran: the test, its runs' exit codes, requests,
 failed requests, the fewest UP servers seen on any LB host, and seconds.
 
   .venv/bin/python tests/integration/lab/fault_matrix.py [BASEDIR]
@@ -11,7 +11,6 @@ import getpass
 import glob
 import json
 import os
-import re
 import sys
 
 
@@ -21,19 +20,24 @@ def newest_base():
 
 
 def rows(base):
-    for path in sorted(glob.glob(os.path.join(base, "**", "summary.json"), recursive=True)):
+    paths = glob.glob(os.path.join(base, "**", "summary.json"), recursive=True)
+    for path in sorted(paths, key=os.path.getmtime):
+        rel = os.path.relpath(os.path.dirname(path), base)
+        # pytest links the newest work directory of each test as ...current: seen already.
+        if any(part.endswith("current") for part in rel.split(os.sep)):
+            continue
         with open(path) as handle:
             summary = json.load(handle)
-        rel = os.path.relpath(os.path.dirname(path), base)
-        test = re.sub(r"^popen-gw\d+/", "", rel)
-        yield test, summary
+        # A second deploy in a subdirectory of the test's work directory (``again``).
+        sub = rel.split(os.sep)[2:] if len(rel.split(os.sep)) > 2 else []
+        yield (summary.get("test") or rel) + ("".join(" (%s)" % s for s in sub)), summary
 
 
 def main(argv):
     base = argv[1] if len(argv) > 1 else newest_base()
     if not base:
         sys.exit("no pytest base directory found")
-    print("| test (work directory) | runs rc | requests | failed | min UP | s |")
+    print("| test | runs rc | requests | failed | min UP | s |")
     print("| --- | --- | --- | --- | --- | --- |")
     for test, s in rows(base):
         print("| %s | %s | %s | %s | %s | %s |" % (
