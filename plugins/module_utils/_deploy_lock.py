@@ -19,6 +19,8 @@ import os
 import re
 import time
 
+from ansible_collections.hitless.deploy.plugins.module_utils._atomic import remove, write_json
+
 LOCK_DIR = "/var/lib/hitless-deploy/locks"
 STATES = ("held", "released", "absent", "info")
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
@@ -59,31 +61,6 @@ def read_lock(path):
         # A torn or foreign file is not a lock anybody can prove they hold: report it as held
         # by nobody known, so it is never silently ignored.
         return {"deploy_id": "(unreadable lock file %s)" % path, "holder": {}, "hosts": []}
-
-
-def write_atomically(path, data):
-    tmp = "%s.tmp-%d" % (path, os.getpid())
-    with open(tmp, "w") as handle:
-        json.dump(data, handle, indent=1, sort_keys=True)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(tmp, 0o644)
-    os.rename(tmp, path)
-    _fsync_dir(os.path.dirname(path))
-
-
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def remove(path):
-    os.unlink(path)
-    _fsync_dir(os.path.dirname(path))
 
 
 @contextlib.contextmanager
@@ -176,7 +153,7 @@ def ensure(params, check_mode, clock=time.time):
             if after is None:
                 remove(path)
             else:
-                write_atomically(path, after)
+                write_json(path, after)
     return {"changed": changed, "lock": after, "path": path, "took_over_from": took_over,
             "diff": {"before": before or {}, "after": after or {}}}
 

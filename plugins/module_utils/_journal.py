@@ -19,6 +19,8 @@ import json
 import os
 import time
 
+from ansible_collections.hitless.deploy.plugins.module_utils._app_instance import parse_show  # noqa: F401
+from ansible_collections.hitless.deploy.plugins.module_utils._atomic import fsync_dir, write_json
 from ansible_collections.hitless.deploy.plugins.module_utils._listeners import (
     describe, listeners, process_cwd)
 
@@ -49,25 +51,9 @@ def read_json(path):
         raise JournalError("%s is not valid JSON (%s); move it away after checking the host" % (path, e))
 
 
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_atomically(path, data):
     os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-    tmp = "%s.tmp-%d" % (path, os.getpid())
-    with open(tmp, "w") as handle:
-        json.dump(data, handle, indent=1, sort_keys=True)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(tmp, 0o644)
-    os.rename(tmp, path)
-    _fsync_dir(os.path.dirname(path))
+    write_json(path, data)
 
 
 def link_name(path):
@@ -165,19 +151,10 @@ def run(params, show, check_mode, clock=time.time, proc="/proc"):
         if not check_mode:
             write_atomically(os.path.join(state_dir(root), LAST), closed)
             os.unlink(path)
-            _fsync_dir(state_dir(root))
+            fsync_dir(state_dir(root))
         result.update(changed=True, journal=None, last=closed)
     result["diff"] = {"before": before or {}, "after": result["journal"] or {}}
     return result
-
-
-def parse_show(text):
-    props = {}
-    for line in text.splitlines():
-        if "=" in line:
-            key, value = line.split("=", 1)
-            props[key] = value
-    return props
 
 
 SHOW_ARGS = ["show", "--property=" + ",".join(_SHOW), "--"]
