@@ -5,7 +5,7 @@ from collections.abc import Mapping
 DOCUMENTATION = r"""
 name: failure_cause
 short_description: The underlying cause of a failed task result, naming the failed loop items
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - 'A task that loops (for instance over HAProxy hosts with C(delegate_to)) fails with the
     message "One or more items failed", which names neither the item nor the cause. This filter

@@ -5,7 +5,7 @@
 DOCUMENTATION = r"""
 module: deploy_journal
 short_description: The on-host journal of a rolling deploy, and what the host runs now
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Keeps C(ROOT/.hitless/journal.json), the record of one host's rolling deploy. Each step is
     recorded before it acts, atomically (temporary file, fsync, rename), so a deploy interrupted

@@ -5,7 +5,7 @@
 DOCUMENTATION = r"""
 module: deploy_lock
 short_description: One rollout per HAProxy backend at a time, recording who holds it
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Takes, leaves, removes or reads the deploy lock of one HAProxy backend, a JSON file
     C(LOCK_DIR/BACKEND.json) on the HAProxy host. Run it on every HAProxy host of the backend
