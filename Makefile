@@ -23,6 +23,7 @@ export HITLESS_RELEASES := $(RELEASES)
 LAB := $(BIN)/python tests/lab/lab.py
 LAB_NAME ?= lab
 LAB_APP_HOSTS ?= 2
+LAB_LB_HOSTS ?= 1
 LAB_TOPOLOGY ?= lb
 APT_PACKAGES := systemd-container debootstrap haproxy iproute2 openssh-client
 
@@ -33,7 +34,7 @@ help:
 	@echo "make demo       boot the lab, deploy the next release under load, draw the result"
 	@echo "make deploy     RELEASE=v1|v2|v3|broken|crash: rolling deploy on the running lab"
 	@echo "make test       install what is needed, then unit, integration, molecule and lint"
-	@echo "make lab-up     boot the lab (LAB_APP_HOSTS=N, LAB_TOPOLOGY=lb|single)"
+	@echo "make lab-up     boot the lab (LAB_APP_HOSTS=N, LAB_LB_HOSTS=M, LAB_TOPOLOGY=lb|single)"
 	@echo "make lab-down   tear the lab down, leaving nothing behind"
 
 deps: apt venv collection releases
@@ -116,7 +117,7 @@ test: deps
 	echo "make test: all stages passed in $$(( $$(date +%s) - start )) s"
 
 lab-up: deps
-	$(LAB) up --name $(LAB_NAME) --app-hosts $(LAB_APP_HOSTS) --topology $(LAB_TOPOLOGY)
+	$(LAB) up --name $(LAB_NAME) --app-hosts $(LAB_APP_HOSTS) --lb-hosts $(LAB_LB_HOSTS) --topology $(LAB_TOPOLOGY)
 
 lab-down: venv
 	$(LAB) down --name $(LAB_NAME)

@@ -163,6 +163,10 @@ class Server(ThreadingHTTPServer):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = SOCKET_TIMEOUT
+    # The headers and the body leave in two writes; with Nagle the body waited for the ACK of
+    # the headers, which the client delays: every keep-alive answer took ~40 ms (seen: median
+    # 44 ms on loopback, 0.1-0.2 ms with this).
+    disable_nagle_algorithm = True
 
     def version_string(self):
         return "hitless-sample-app"
