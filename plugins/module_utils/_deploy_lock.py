@@ -139,7 +139,8 @@ def ensure(params, check_mode, clock=time.time):
         lock = read_lock(path)
         return {"changed": False, "lock": lock, "path": path, "took_over_from": None}
     now = round(clock(), 3)
-    with guarded(lock_dir, params["backend"]) if not check_mode else _nothing():
+    # Check mode only reads: no guard file is created.
+    with guarded(lock_dir, params["backend"]) if not check_mode else contextlib.nullcontext():
         before = read_lock(path)
         took_over = None
         if state == "held":
@@ -157,7 +158,3 @@ def ensure(params, check_mode, clock=time.time):
     return {"changed": changed, "lock": after, "path": path, "took_over_from": took_over,
             "diff": {"before": before or {}, "after": after or {}}}
 
-
-@contextlib.contextmanager
-def _nothing():
-    yield

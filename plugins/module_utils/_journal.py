@@ -19,7 +19,6 @@ import json
 import os
 import time
 
-from ansible_collections.hitless.deploy.plugins.module_utils._app_instance import parse_show  # noqa: F401
 from ansible_collections.hitless.deploy.plugins.module_utils._atomic import fsync_dir, write_json
 from ansible_collections.hitless.deploy.plugins.module_utils._listeners import (
     describe, listeners, process_cwd)

@@ -409,9 +409,9 @@ def write_members(members, dest):
         os.chmod(target, _safe_mode(mode, True))
 
 
-def check_links_inside(top):
-    """Resolve every symlink for real: chains like ``x -> .`` plus ``y -> x/..`` look fine
-    lexically but leave the tree."""
+def links_leaving(top):
+    """``(relative path, link target)`` of every symlink under ``top`` that, resolved for real,
+    leaves it: chains like ``x -> .`` plus ``y -> x/..`` look fine lexically but do."""
     real_top = os.path.realpath(top)
     for dirpath, dirnames, filenames in os.walk(top):
         for entry in dirnames + filenames:
@@ -420,8 +420,12 @@ def check_links_inside(top):
                 continue
             real = os.path.realpath(full)
             if real != real_top and not real.startswith(real_top + os.sep):
-                raise ReleaseError("symlink %r -> %r resolves outside the release"
-                                   % (os.path.relpath(full, top), os.readlink(full)), "src")
+                yield os.path.relpath(full, top), os.readlink(full)
+
+
+def check_links_inside(top):
+    for rel, target in links_leaving(top):
+        raise ReleaseError("symlink %r -> %r resolves outside the release" % (rel, target), "src")
 
 
 def _validate_tree(src):
@@ -545,19 +549,10 @@ def release_dir_name(name, files, config_digest):
 
 def check_own_links(top):
     """Refuse a release whose own symlinks (its shared links aside) resolve outside it."""
-    real_top = os.path.realpath(top)
-    for dirpath, dirnames, filenames in os.walk(top):
-        for entry in dirnames + filenames:
-            full = os.path.join(dirpath, entry)
-            if not os.path.islink(full):
-                continue
-            rel = os.path.relpath(full, top)
-            real = os.path.realpath(full)
-            if (os.readlink(full) != shared_link_target(rel) and real != real_top
-                    and not real.startswith(real_top + os.sep)):
-                raise ReleaseError("symlink %r -> %r of release %s resolves outside it; not "
-                                   "building from it" % (rel, os.readlink(full),
-                                                         os.path.basename(top)), "name")
+    for rel, target in links_leaving(top):
+        if target != shared_link_target(rel):
+            raise ReleaseError("symlink %r -> %r of release %s resolves outside it; not "
+                               "building from it" % (rel, target, os.path.basename(top)), "name")
 
 
 def copy_release(base, dest, skip):

@@ -129,11 +129,11 @@ path:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.hitless.deploy.plugins.module_utils._app_instance import parse_show
 from ansible_collections.hitless.deploy.plugins.module_utils._journal import (
     SHOW_ARGS,
     STATES,
     JournalError,
-    parse_show,
     run,
 )
 

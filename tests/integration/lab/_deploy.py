@@ -46,6 +46,18 @@ TAIL_S = 1.5     # ... and after it, to see who serves at the end
 RECAP_RE = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+"
                       r"failed=(\d+)\s+skipped=(\d+)\s+rescued=(\d+)\s+ignored=(\d+)", re.M)
 RECAP_KEYS = ("ok", "changed", "unreachable", "failed", "skipped", "rescued", "ignored")
+FATAL_RE = re.compile(r"^fatal: \[(\S+)\]: FAILED! => (\{.*\})$", re.M)
+
+
+def role_failures(output):
+    """``{host: msg}`` of the play's final failure messages (the role's own ``fail``), not the
+    failed task's own message that comes before it."""
+    found = {}
+    for match in FATAL_RE.finditer(output):
+        msg = json.loads(match.group(2)).get("msg", "")
+        if msg.startswith("hitless.deploy.rolling failed on "):
+            found[match.group(1)] = msg
+    return found
 
 
 class DeployResult:

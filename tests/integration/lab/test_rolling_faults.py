@@ -14,7 +14,6 @@ HAProxy servers, journal, lock) and who answered.
 
 The tests run in this order and each starts from what the previous one left (FROM below).
 """
-import json
 import os
 import re
 import sys
@@ -26,11 +25,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _deploy import (APP, CLONE_PORT, FAST, PORT, ROOT, Run, base_name,  # noqa: E402
                      check_clean, check_under_load, current_dir, current_release, deploy,
-                     deploy_runs, host_state, kill_group, sh, task_line)
+                     deploy_runs, host_state, kill_group, role_failures, sh, task_line)
 from _labs import BootedLab, LabError, booted_lab  # noqa: E402
 
 HOOKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hooks")
-FATAL_RE = re.compile(r"^fatal: \[(\S+)\]: FAILED! => (\{.*\})$", re.M)
 NEXT = {"v1": "v2", "v2": "v3", "v3": "v1"}
 # app1's sequence, each task at whose start the controller dies.
 KILL_AT = [
@@ -61,15 +59,6 @@ def flab():
             yield booted
     except LabError as error:
         pytest.fail(str(error), pytrace=False)
-
-
-def messages(output):
-    found = {}
-    for match in FATAL_RE.finditer(output):
-        msg = json.loads(match.group(2)).get("msg", "")
-        if msg.startswith("hitless.deploy.rolling failed on "):
-            found[match.group(1)] = msg
-    return found
 
 
 def serving(flab):
@@ -151,7 +140,7 @@ def test_stray_listener_on_the_clone_port_is_refused_in_preflight(flab, tmp_path
         before = {h: host_state(flab, h) for h in apps}
         result = deploy(flab, tmp_path, release=NEXT[old])
         assert result.rc != 0, result.tail()
-        message = messages(result.output)["app1"]
+        message = role_failures(result.output)["app1"]
         assert "at step preflight" in message, message
         assert re.search(r"nothing may listen on the clone port %d \(pid \d+ \(\S*python3 -m "
                          r"http.server %d, unit stray-%d.service\)\)" % (CLONE_PORT, CLONE_PORT, status),
@@ -173,7 +162,7 @@ def test_two_deploys_at_once_one_refused_naming_the_holder(flab, tmp_path):
     winners = [r for r in runs if r.rc == 0]
     assert len(winners) == 1, [(r.rc, r.output[-1500:]) for r in runs]
     loser = [r for r in runs if r.rc != 0][0]
-    message = messages(loser.output)["app1"]
+    message = role_failures(loser.output)["app1"]
     assert "at step preflight" in message and "locked by another rollout: deploy " in message, message
     assert "release %s" % winners[0].release in message, message
     assert message.endswith("Nothing was changed."), message
@@ -215,7 +204,7 @@ def test_breaking_config_is_rolled_back_and_the_serving_release_unchanged(flab, 
     result = deploy(flab, tmp_path, extra_vars={"hitless_release_name": release,
                                                  "rolling_environment": env})
     assert result.rc != 0
-    message = messages(result.output)["app1"]
+    message = role_failures(result.output)["app1"]
     assert "at step upgrade" in message and "Rolled back" in message, message
     check_under_load(result, swapped=["app1"], app_hosts=apps)
     for host in apps:
@@ -261,7 +250,7 @@ def test_failing_hook_after_route_back_rolls_nothing_back(flab, tmp_path, hook):
     result = deploy(flab, tmp_path, release=new,
                     extra_vars={"rolling_hooks": {hook: os.path.join(HOOKS, "fail.yml")}})
     assert result.rc != 0 and result.failed == 0, (result.rc, result.failures[:3])
-    message = messages(result.output)["app1"]
+    message = role_failures(result.output)["app1"]
     assert "this hook fails on purpose" in message, message
     assert "nothing was rolled back or marked bad" in message, message
     # Only the upgrade restarted the original; after that it served and was left alone.

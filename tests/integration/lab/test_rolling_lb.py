@@ -19,28 +19,17 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _deploy import (CLONE_PORT, ROOT, base_name, check_clean, check_under_load,  # noqa: E402
-                     current_release, deploy, host_state, sh)
+                     current_release, deploy, host_state, role_failures, sh)
 
 PHASES = ["preflight", "prepare", "clone", "route_to_clone", "upgrade", "post_start",
           "route_back", "cleanup"]
 DONE = set()
-FATAL_RE = re.compile(r"^fatal: \[(\S+)\]: FAILED! => (\{.*\})$", re.M)
 
 
 def require(*steps):
     missing = [step for step in steps if step not in DONE]
     if missing:
         pytest.skip("builds on the earlier test(s) %s, which did not pass" % ", ".join(missing))
-
-
-def rolling_failures(result):
-    """``{host: msg}`` of the play's final failure messages (the role's own ``fail``)."""
-    found = {}
-    for match in FATAL_RE.finditer(result.output):
-        msg = json.loads(match.group(2)).get("msg", "")
-        if msg.startswith("hitless.deploy.rolling failed on "):
-            found[match.group(1)] = msg
-    return found
 
 
 def check_records(result, hosts, outcome, release, from_release):
@@ -65,7 +54,7 @@ def check_rolled_back(lab, result, previous, release, step, cause):
     """Deploy of ``release`` failed at ``step`` on the first app host, v2 serves again."""
     first, rest = lab.groups["app"][0], lab.groups["app"][1:]
     assert result.rc != 0, result.tail()
-    messages = rolling_failures(result)
+    messages = role_failures(result.output)
     assert list(messages) == [first], result.tail(60)
     message = messages[first]
     prefix = "hitless.deploy.rolling failed on %s at step %s " % (first, step)
@@ -159,7 +148,7 @@ def test_d_broken_release_is_refused_in_preflight(lab, tmp_path):
     before = {h: host_state(lab, h) for h in apps}
     result = deploy(lab, tmp_path, release="broken")
     assert result.rc != 0, result.tail()
-    message = rolling_failures(result).get(first, "")
+    message = role_failures(result.output).get(first, "")
     # Refused when staging, before anything is written: the mark names this release with this
     # configuration (its directory).
     assert message.startswith("hitless.deploy.rolling failed on %s at step prepare " % first), (

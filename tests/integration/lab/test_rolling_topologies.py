@@ -11,9 +11,7 @@ Two labs, booted side by side for this module only:
 One failed request fails a test; so does one ``show stat`` sample with fewer UP servers than
 app hosts.
 """
-import json
 import os
-import re
 import sys
 
 import pytest
@@ -21,7 +19,8 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _deploy import (Run, base_name, check_clean, check_under_load,  # noqa: E402
-                     current_release, deploy, deploy_runs, host_state, show_stat, task_line)
+                     current_release, deploy, deploy_runs, host_state, role_failures, show_stat,
+                     task_line)
 from _labs import SSH_DOWN, SSH_UP, booted_labs, guest_run  # noqa: E402
 
 DONE = set()
@@ -85,12 +84,7 @@ def test_b_single_app_host_v2_to_v3(labs, tmp_path):
 
 
 def failure_message(result, host):
-    """The role's final message for ``host`` (after the failed task's own)."""
-    for match in re.finditer(r"^fatal: \[%s\]: FAILED! => (\{.*\})$" % host, result.output, re.M):
-        msg = json.loads(match.group(1)).get("msg", "")
-        if msg.startswith("hitless.deploy.rolling failed on "):
-            return msg
-    return result.tail(40)
+    return role_failures(result.output).get(host, result.tail(40))
 
 
 def ssh_down(lab, host):
