@@ -22,6 +22,13 @@ import subprocess
 import time
 from urllib.parse import urlsplit
 
+from ansible_collections.hitless.deploy.plugins.module_utils._deadline import (
+    Deadline,
+    Retry,
+    TimedOut,
+    retry_until,
+)
+
 KINDS = ("http", "tcp", "command")
 HTTP_METHODS = ("GET", "HEAD", "OPTIONS", "POST")
 DEFAULT_TIMEOUT = {"http": 5.0, "tcp": 5.0, "command": 30.0}
@@ -436,43 +443,48 @@ def run_rounds(checks, settings, probes=None, clock=time.monotonic, sleep=time.s
     or ``deadline``).
     """
     probes = probes or PROBES
-    start = clock()
-    deadline_at = start + settings["deadline"]
+    deadline = Deadline(settings["deadline"], clock)
     if settings["initial_delay"]:
         sleep(settings["initial_delay"])
     rounds = consecutive = 0
-    while True:
+    cut_short = False
+
+    def one_round():
+        nonlocal rounds, consecutive, cut_short
         rounds += 1
-        round_ok = True
-        cut_short = False
-        for check in checks:
-            left = deadline_at - clock()
-            if left <= 0:
-                round_ok = False
-                cut_short = True
-                break
-            timeout = min(check.timeout, left)
-            began = clock()
-            try:
-                error = probes[check.kind](check.spec, timeout)
-            except Exception as e:  # a probe bug must fail the check, not crash without results
-                error = "probe error: %s: %s" % (type(e).__name__, e)
-            check.record(error, clock() - began)
-            if error is not None:
-                round_ok = False
+        round_ok, cut_short = _round(checks, probes, deadline, clock)
         consecutive = consecutive + 1 if round_ok else 0
-        reason = None
         if consecutive >= settings["require_consecutive"]:
-            pass
-        elif settings["retries"] is not None and rounds > settings["retries"]:
-            reason = "retries"
-        elif clock() + settings["interval"] >= deadline_at:
-            reason = "deadline"
-        else:
-            sleep(settings["interval"])
-            continue
-        return {"passed": reason is None, "rounds": rounds, "consecutive": consecutive,
-                "elapsed": round(clock() - start, 3), "reason": reason, "cut_short": cut_short}
+            return None
+        if settings["retries"] is not None and rounds > settings["retries"]:
+            return "retries"
+        raise Retry("%d of %d consecutive passing rounds" % (consecutive, settings["require_consecutive"]))
+
+    try:
+        # A round needs time of its own: none is started at the deadline (last_look).
+        reason = retry_until(one_round, deadline, settings["interval"], sleep=sleep, last_look=False)
+    except TimedOut:
+        reason = "deadline"
+    return {"passed": reason is None, "rounds": rounds, "consecutive": consecutive,
+            "elapsed": round(deadline.elapsed(), 3), "reason": reason, "cut_short": cut_short}
+
+
+def _round(checks, probes, deadline, clock):
+    """One attempt of each check in turn; (all passed, cut short by the deadline)."""
+    round_ok = True
+    for check in checks:
+        timeout = deadline.cap(check.timeout)
+        if timeout <= 0:
+            return False, True
+        began = clock()
+        try:
+            error = probes[check.kind](check.spec, timeout)
+        except Exception as e:  # a probe bug must fail the check, not crash without results
+            error = "probe error: %s: %s" % (type(e).__name__, e)
+        check.record(error, clock() - began)
+        if error is not None:
+            round_ok = False
+    return round_ok, False
 
 
 def summary(checks, settings, outcome):

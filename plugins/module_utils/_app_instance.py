@@ -14,6 +14,7 @@ import socket
 import time
 
 from ansible_collections.hitless.deploy.plugins.module_utils import _listeners
+from ansible_collections.hitless.deploy.plugins.module_utils._deadline import Deadline, Retry, TimedOut, retry_until
 from ansible_collections.hitless.deploy.plugins.module_utils._pin import (  # noqa: F401 (re-exported)
     DROP_IN, RUNTIME_DIR, drop_in_content, pinned_to)
 
@@ -22,6 +23,9 @@ _PROPERTIES = ("Id", "LoadState", "ActiveState", "SubState", "MainPID", "Result"
                "DropInPaths", "NeedDaemonReload", "ControlGroup")
 # States in which a start job would be a no-op or is already under way.
 RUNNING = ("active", "activating", "reloading")
+# A look is a local connect, a systemctl show and a /proc read: cheap enough that a wait ends
+# within a tenth of a second of the instance coming up.
+POLL_INTERVAL = 0.1
 
 
 class InstanceError(Exception):
@@ -202,15 +206,14 @@ def _not_ready(unit, host, port, accepting, own, props):
 
 
 def wait_ready(systemctl, unit, host, port, timeout, probe=port_open, sleep=time.sleep, clock=time.monotonic,
-               proc="/proc"):
+               proc="/proc", poll=POLL_INTERVAL):
     """Until the unit runs, its own process listens on ``port`` and ``host:port`` accepts.
 
     A connection alone proves nothing: a stray process can answer on the port while the unit
     crash-loops on "address in use". So it fails at once when the unit dies or when a process
     outside the unit listens on the port, and only waits while the unit is still coming up.
     """
-    deadline = clock() + timeout
-    while True:
+    def look():
         accepting = probe(host, port)
         props = systemctl.show(unit)
         own, foreign = holders(port, props, proc)
@@ -220,12 +223,15 @@ def wait_ready(systemctl, unit, host, port, timeout, probe=port_open, sleep=time
         if _died(props):
             raise _death(systemctl, unit, props)
         reason = _not_ready(unit, host, port, accepting, own, props)
-        if reason is None:
-            return props
-        if clock() >= deadline:
-            raise InstanceError("%s not ready within %s s (wait_timeout): %s" % (unit, timeout, reason),
-                                "wait_timeout", unit_state=props)
-        sleep(0.25)
+        if reason is not None:
+            raise Retry(reason, props)
+        return props
+
+    try:
+        return retry_until(look, Deadline(timeout, clock), poll, sleep=sleep)
+    except TimedOut as e:
+        raise InstanceError("%s not ready within %s s (wait_timeout): %s" % (unit, timeout, e.reason),
+                            "wait_timeout", unit_state=e.value)
 
 
 def _needs_reload(props, path, want_pin):
@@ -248,7 +254,8 @@ def _apply(systemctl, unit, path, want, actions, absent):
         systemctl.call("reset-failed", "--", unit)
 
 
-def ensure(params, systemctl, check_mode, probe=port_open, sleep=time.sleep, clock=time.monotonic, proc="/proc"):
+def ensure(params, systemctl, check_mode, probe=port_open, sleep=time.sleep, clock=time.monotonic, proc="/proc",
+           poll=POLL_INTERVAL):
     """Carry out one task of the ``app_instance`` module; return its result (without ``failed``).
 
     ``proc`` is the procfs root the listeners and the running release are read from (for tests).
@@ -306,7 +313,8 @@ def ensure(params, systemctl, check_mode, probe=port_open, sleep=time.sleep, clo
         _apply(systemctl, unit, path, want, actions, absent=state == "absent")
         if wait and starts:
             wait_ready(systemctl, unit, params.get("wait_host") or "127.0.0.1", params["port"],
-                       params.get("wait_timeout", 60), probe=probe, sleep=sleep, clock=clock, proc=proc)
+                       params.get("wait_timeout", 60), probe=probe, sleep=sleep, clock=clock, proc=proc,
+                       poll=poll)
         props = systemctl.show(unit)
         after_content = read_file(path)
     else:

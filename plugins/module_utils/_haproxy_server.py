@@ -24,6 +24,12 @@ import copy
 import ipaddress
 import time
 
+from ansible_collections.hitless.deploy.plugins.module_utils._deadline import (
+    Deadline,
+    Retry,
+    TimedOut,
+    retry_until,
+)
 from ansible_collections.hitless.deploy.plugins.module_utils._haproxy_runtime import (
     DYNAMIC_ALGOS,
     NAME_RE,
@@ -393,7 +399,9 @@ class Runner:
         self.check_mode = check_mode
         self.clock = clock
         self.sleep = sleep
-        self.poll = poll
+        # A server's state moves once per check: looking at least twice per check interval
+        # sees each result, and ends a wait within half an interval of the check it waited for.
+        self.poll = min(poll, req.check_inter / 2000.0) if req.check_inter else poll
         self.commands = []
         self.accepted = 0
         self.deadline = None
@@ -403,8 +411,7 @@ class Runner:
         self.dynamic = None
 
     def run(self):
-        start = self.clock()
-        self.deadline = start + self.req.wait_timeout
+        self.deadline = Deadline(self.req.wait_timeout, self.clock)
         backend = self.client.backend(self.req.backend)
         # Before planning: whether `absent` may delete the server depends on it.
         self._probe(backend, self.req.server)
@@ -414,14 +421,14 @@ class Runner:
         self._adopt(p)
         if self.check_mode:
             self.commands = [s.command for s in p.steps if s.kind == "cmd"]
-            return self._result(start, predict(p.before, p.steps))
+            return self._result(predict(p.before, p.steps))
         try:
             self._execute(p)
             after = self._read()
         except (HAProxyRuntimeError, StateError, PlanError, ParamError) as e:
             msg = e.msg if isinstance(e, StateError) else str(e)
-            raise StateError(msg, self._result(start, self._read_quietly()))
-        return self._result(start, after)
+            raise StateError(msg, self._result(self._read_quietly()))
+        return self._result(after)
 
     def _probe(self, backend, name):
         view = backend["servers"].get(name)
@@ -474,38 +481,52 @@ class Runner:
 
     def _send(self, step):
         self.commands.append(step.command)
-        while True:
+
+        def attempt():
             try:
-                answer = self.client.run(step.command, step.success)
-                self.accepted += 1
-                if "created" in step.effect:
-                    self.dynamic = True
-                return answer
+                return self.client.run(step.command, step.success)
             except CommandError as e:
-                retry = step.retry_on and step.retry_on in e.answer
-                if not retry or self.clock() >= self.deadline:
-                    raise
-            self.sleep(self.poll)
+                if step.retry_on and step.retry_on in e.answer:
+                    raise Retry(e.answer, e)
+                raise
+
+        try:
+            answer = self._retry(attempt)
+        except TimedOut as e:
+            raise e.value
+        self.accepted += 1
+        if "created" in step.effect:
+            self.dynamic = True
+        return answer
+
+    def _retry(self, attempt):
+        return retry_until(attempt, self.deadline, self.poll, sleep=self.sleep)
 
     def _wait(self, what):
         done = WAITS[what]
-        shut = False
-        deadline = self.deadline
-        while True:
+
+        def look():
             view = self._read()
             if view is None:
                 raise StateError("server %s disappeared while waiting" % self._fq(), {})
             self._reassert(what, view)
-            if done(view):
-                return view
-            if self.clock() >= deadline:
-                if what == "idle" and self.req.shutdown_sessions and not shut:
-                    shut = True
-                    self._send(_cmd("shutdown sessions server %s" % self._fq()))
-                    deadline = self.deadline = self.clock() + SHUTDOWN_GRACE
-                    continue
-                raise StateError(self._timeout_message(what, view), {})
-            self.sleep(self.poll)
+            if not done(view):
+                raise Retry("not %s yet" % what, view)
+            return view
+
+        try:
+            return self._retry(look)
+        except TimedOut as e:
+            view = e.value
+        if what == "idle" and self.req.shutdown_sessions:
+            # The drain had its time; closing the sessions is asynchronous, hence the grace.
+            self._send(_cmd("shutdown sessions server %s" % self._fq()))
+            self.deadline.extend(SHUTDOWN_GRACE)
+            try:
+                return self._retry(look)
+            except TimedOut as e:
+                view = e.value
+        raise StateError(self._timeout_message(what, view), {})
 
     def _reassert(self, what, view):
         """A reload that restored an older state, or a hand edit, must not undo a drain we are
@@ -528,7 +549,7 @@ class Runner:
         extra = "" if self.req.shutdown_sessions else "; shutdown_sessions=true closes them"
         return "server %s still has sessions after %gs%s: %s" % (fq, t, extra, describe(view))
 
-    def _result(self, start, after):
+    def _result(self, after):
         before = self.before
         return {
             # Check mode: what would be sent; otherwise what HAProxy accepted.
@@ -543,5 +564,5 @@ class Runner:
             "after": after,
             "diff": {"before": summary(before), "after": summary(after)},
             "commands": list(self.commands),
-            "elapsed": round(self.clock() - start, 3),
+            "elapsed": round(self.deadline.elapsed(), 3),
         }

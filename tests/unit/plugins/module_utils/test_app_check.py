@@ -320,3 +320,13 @@ def test_a_round_cut_short_by_the_deadline_names_the_checks_left_out():
     assert msg == ("post_start checks failed, deadline of 5s reached after 1 round in 5s: round 1 was cut "
                    "short by the deadline | checks[0] 'slow' (http GET http://127.0.0.1:8080/): timed out "
                    "after 5s | checks[1] 'port' (tcp 127.0.0.1:8080): not attempted before the deadline")
+
+
+@pytest.mark.parametrize("interval,cost,starts,sleeps", [(1, 0.5, [0, 1.5], [1]), (0, 1, [0, 1, 2], [0, 0])])
+def test_no_round_starts_at_the_deadline(interval, cost, starts, sleeps):
+    # The next round would start at 3 s, the deadline, with no time left to probe.
+    clock = Clock()
+    probe = Script(clock, ["connection refused"], cost=cost)
+    outcome, _ = run(clock, checks({"tcp": {}}), {"tcp": probe}, deadline=3, interval=interval)
+    assert [at - 100 for at, _ in probe.calls] == starts and clock.sleeps == sleeps
+    assert outcome["reason"] == "deadline" and not outcome["cut_short"]

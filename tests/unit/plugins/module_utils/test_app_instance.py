@@ -401,7 +401,8 @@ def test_waits_while_own_process_has_not_bound_even_if_port_accepts(env):
         return True  # something accepts from the start: not enough
 
     res = env(probe=probe)
-    assert res["listeners"][0]["pid"] == 4242 and len(polls) == 3 and env.now[0] == 0.5
+    assert res["listeners"][0]["pid"] == 4242 and len(polls) == 3
+    assert env.now[0] == pytest.approx(2 * A.POLL_INTERVAL)
 
 
 def test_accepting_without_own_listener_times_out(env):
@@ -410,7 +411,7 @@ def test_accepting_without_own_listener_times_out(env):
         env()
     assert err.value.param == "wait_timeout"
     assert "no process of demo@8081.service listens on port 8081" in err.value.msg
-    assert 5 <= env.now[0] <= 5.25
+    assert env.now[0] == pytest.approx(5)  # the last sleep ends at the deadline, not past it
 
 
 def test_already_running_checks_ownership_when_waiting(env):
@@ -456,6 +457,24 @@ def test_wait_times_out_naming_wait_timeout(env):
                      sleep=lambda s: None, clock=clock, proc=env.proc.root)
     assert err.value.param == "wait_timeout"
     assert 4 <= now[0] <= 8
+
+
+def test_wait_polls_at_poll_and_stops_at_the_deadline(env):
+    now, sleeps = [0.0], []
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        now[0] += seconds
+
+    env.fake.state("demo@8081.service").update(ActiveState="activating", SubState="start")
+    with pytest.raises(A.InstanceError) as err:
+        A.wait_ready(A.Systemctl(env.fake), "demo@8081.service", "127.0.0.1", 8081, 0.1,
+                     probe=lambda h, p: False, sleep=sleep, clock=lambda: now[0], proc=env.proc.root,
+                     poll=0.04)
+    assert sleeps == [0.04, 0.04, pytest.approx(0.02)]  # the last one cut at the deadline
+    assert err.value.msg == ("demo@8081.service not ready within 0.1 s (wait_timeout): demo@8081.service is "
+                             "not running yet (ActiveState=activating, SubState=start)")
+    assert err.value.unit_state["SubState"] == "start"
 
 
 def test_port_open_against_a_real_listener():

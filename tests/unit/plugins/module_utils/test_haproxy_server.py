@@ -578,3 +578,34 @@ def test_a_drain_undone_while_waiting_is_sent_again():
     result = run(fake, state="drain")
     assert result["commands"].count("set server be/s1 state drain") == 2, result["commands"]
     assert fake.servers["s1"].admin == "drain"
+
+
+def test_waits_look_twice_per_check_interval_and_end_at_the_deadline():
+    fake = FakeHAProxy([Srv("s1", admin="maint", alive=False)], inter=0.1)
+    sleeps = []
+    plain_sleep = fake.sleep
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        plain_sleep(seconds)
+
+    runner = hs.Runner(fake, req(check_inter=100, wait_timeout=0.2), clock=fake.clock, sleep=sleep)
+    assert runner.poll == 0.05
+    with pytest.raises(hs.StateError, match="did not pass 2 fresh health checks within 0.2s") as err:
+        runner.run()
+    assert sleeps == pytest.approx([0.05] * 4)
+    assert err.value.result["elapsed"] == 0.2
+    assert hs.Runner(fake, req(check_inter=None)).poll == hs.POLL_INTERVAL == 0.1
+    assert hs.Runner(fake, req(check_inter=2000), poll=0.3).poll == 0.3
+
+
+def test_shutdown_sessions_gets_a_grace_past_the_drain_timeout():
+    fake = FakeHAProxy([Srv("s1", scur=3)])
+    original = fake.command
+    # Sessions that outlive `shutdown sessions` (a client ignoring the close).
+    fake.command = lambda c: "" if c.startswith("shutdown sessions") else original(c)
+    with pytest.raises(hs.StateError, match="still has sessions after 1s: ") as err:
+        run(fake, state="drain", wait_timeout=1, shutdown_sessions=True)
+    assert err.value.result["commands"] == ["set server be/s1 state drain",
+                                            "shutdown sessions server be/s1"]
+    assert err.value.result["elapsed"] == pytest.approx(1 + hs.SHUTDOWN_GRACE)
