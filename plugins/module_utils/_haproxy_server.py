@@ -203,7 +203,7 @@ def plan(req, backend, use_slot=None):
     cur = servers.get(name)
     if cur is None and req.slots:
         slot = _find_slot(backend, req, use_free=False)
-        if slot is None and req.state == "present":
+        if slot is None and req.state in ("present", "ready"):
             if use_slot is None:
                 use_slot = backend.get("algo") not in DYNAMIC_ALGOS
             if use_slot:
@@ -214,9 +214,14 @@ def plan(req, backend, use_slot=None):
     if cur is None:
         if req.state == "absent":
             return Plan(name, None, [])
-        if req.state != "present":
-            raise NotFoundError("server", fq)
-        return Plan(name, None, _add_steps(req, fq))
+        if req.state == "present":
+            return Plan(name, None, _add_steps(req, fq))
+        if req.state == "ready" and req.address is not None:
+            # Added and made ready in one call: one remote call per HAProxy host.
+            added = _add_steps(req, fq)
+            created = dict(added[0].effect["created"], check_configured=True, check_enabled=True)
+            return Plan(name, None, added + _ready(req, fq, created, None))
+        raise NotFoundError("server", fq)
     planner = {"present": _present, "ready": _ready, "drain": _drain, "maint": _maint,
                "absent": _absent}[req.state]
     return Plan(name, cur, planner(req, fq, cur, slot), slot)

@@ -67,7 +67,13 @@ options:
       - V(present) - exists with O(address) and O(port). A missing server is added with
         C(add server B/S ADDR:PORT check inter I rise R fall F) then C(enable health), and
         starts in maint (use V(ready) next). Its admin state is otherwise left alone.
-      - Only V(present) creates a server; the others fail naming O(server) when it is missing.
+      - V(present) creates a missing server, and so does V(ready) when O(address) and O(port)
+        are given (added, then made ready after fresh checks, in one call); the others fail
+        naming O(server) when it is missing.
+      - V(ready) with O(wait=false) arms the server and returns at once; it is set ready with
+        its health forced down, so it stays out of traffic until O(check_rise) fresh checks
+        pass. A second call with O(wait=true) then only waits for it to be C(UP). That is how
+        the rolling role waits once for several HAProxy hosts.
     type: str
     choices: [ready, drain, maint, absent, present]
     default: ready

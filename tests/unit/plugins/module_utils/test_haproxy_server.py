@@ -351,6 +351,36 @@ def test_present_existing_is_idempotent():
                             be).steps) == ["set server be/s1 weight 9"]
 
 
+def test_ready_adds_a_missing_server_and_arms_it_in_one_call():
+    p = hs.plan(req(state="ready", server="c1", address="10.0.0.9", port=8081),
+                backend_of(Srv("s1")))
+    assert commands(p.steps) == [
+        "add server be/c1 10.0.0.9:8081 check inter 500 rise 2 fall 2",
+        "enable health be/c1",
+        "set server be/c1 state drain",
+        "set server be/c1 health down",
+        "wait risen",
+        "set server be/c1 state ready",
+        "wait up"]
+    assert hs.predict(p.before, p.steps)["admin_state"] == "ready"
+
+
+def test_ready_without_wait_arms_a_missing_server_without_waiting():
+    p = hs.plan(req(state="ready", server="c1", address="10.0.0.9", port=8081, wait=False),
+                backend_of(Srv("s1")))
+    assert commands(p.steps)[2:] == ["set server be/c1 state drain",
+                                     "set server be/c1 health down",
+                                     "set server be/c1 state ready"]
+
+
+def test_ready_takes_a_free_slot_in_a_backend_that_cannot_add():
+    p = hs.plan(req(state="ready", server="clone", address="10.0.0.2", port=81,
+                    slots=["slot1", "slot2", "slot3"]), slot_backend())
+    assert p.name == "slot3"
+    assert commands(p.steps)[0] == "set server be/slot3 addr 10.0.0.2 port 81"
+    assert "set server be/slot3 health down" in commands(p.steps)
+
+
 def test_unknown_server_is_not_found_except_present():
     for state in ("ready", "drain", "maint"):
         with pytest.raises(rt.NotFoundError) as err:
