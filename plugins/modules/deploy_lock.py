@@ -82,6 +82,14 @@ options:
     description: Directory of the lock files.
     type: path
     default: /var/lib/hitless-deploy/locks
+  haproxy_socket:
+    description:
+      - With O(state=held), also read backend O(backend) from this HAProxy admin socket once the
+        lock is held, and return it as RV(backends), in the form of
+        M(hitless.deploy.haproxy_info)'s RV(hitless.deploy.haproxy_info#module:backends).
+      - The rolling role's preflight locks and reads in this one call per HAProxy host; what it
+        reads can no longer be changed by another rollout of the backend.
+    type: str
 notes:
   - The lock is not a change to the host in the sense of idempotence; the rolling role reports
     its tasks as not changed.
@@ -136,6 +144,10 @@ path:
   description: The lock file.
   returned: success
   type: str
+backends:
+  description: Backend O(backend) as HAProxy shows it, keyed by its name.
+  returned: with O(haproxy_socket) and O(state=held)
+  type: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -145,6 +157,17 @@ from ansible_collections.hitless.deploy.plugins.module_utils._deploy_lock import
     LockError,
     ensure,
 )
+from ansible_collections.hitless.deploy.plugins.module_utils._haproxy_runtime import (
+    HAProxyRuntimeError,
+    NotFoundError,
+    SocketError,
+    open_client,
+)
+
+
+def read_backend(socket_path, backend):
+    client = open_client(socket_path, 5.0)
+    return client.backends(backend, probe_dynamic=True)
 
 
 def main():
@@ -159,6 +182,7 @@ def main():
             takeover_from=dict(type="str"),
             takeover_dead=dict(type="bool", default=True),
             lock_dir=dict(type="path", default="/var/lib/hitless-deploy/locks"),
+            haproxy_socket=dict(type="str"),
         ),
         supports_check_mode=True,
     )
@@ -168,6 +192,18 @@ def main():
         module.fail_json(msg=e.msg, param=e.param, held_by=e.lock)
     except (IOError, OSError) as e:
         module.fail_json(msg="lock of backend %s: %s" % (module.params["backend"], e))
+    if module.params["haproxy_socket"] and module.params["state"] == "held":
+        try:
+            result["backends"] = read_backend(module.params["haproxy_socket"], module.params["backend"])
+        except NotFoundError as e:
+            module.fail_json(msg="%s: %s %s does not exist" % (e.kind, e.kind, e.name), **result)
+        except SocketError as e:
+            module.fail_json(msg="haproxy_socket: %s" % e, **result)
+        except ValueError as e:
+            # open_client names its option "socket": here it is haproxy_socket.
+            module.fail_json(msg="haproxy_%s" % e, **result)
+        except HAProxyRuntimeError as e:
+            module.fail_json(msg=str(e), **result)
     module.exit_json(**result)
 
 
