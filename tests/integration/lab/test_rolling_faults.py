@@ -35,12 +35,12 @@ KILL_AT = [
     "Journal the step clone",
     "Run post_start checks on the clone",
     "Put the clone in service after fresh passing checks",
-    "Drain the original",
     "Point current at release",
+    "Drain the original",
     "Restart the original on release",
     "Run post_start checks on the original",
     "Put the original back in service after fresh passing checks",
-    "Drain the clone",
+    "Take the clone out of backend",
     "Remove the clone instance on port",
     "Close the journal",
 ]
@@ -113,7 +113,8 @@ def test_tags_repair_only_repairs(flab, tmp_path):
     ])
     assert result.runs[0].rc == -9 and result.rc == 0, result.tail(60)
     apps = flab.groups["app"]
-    # Interrupted before current moved: back to the release that served; nothing deployed.
+    # Interrupted before the original was touched (current had moved): back to the release
+    # that served; nothing deployed.
     check_under_load(result, swapped=["app1"], app_hosts=apps)
     check_clean(flab, old)
     assert result.records["app1"]["outcome"] == "repaired", result.records["app1"]
@@ -227,7 +228,7 @@ def reload_haproxy(flab):
 @pytest.mark.parametrize("window", [
     "Drain the original",                   # the clone in service, the original still too
     "Restart the original on release",      # the original drained
-    "Drain the clone",                      # the original back
+    "Take the clone out of backend",        # the original back
 ])
 def test_haproxy_reload_during_the_deploy(flab, tmp_path, window):
     old = serving(flab)
