@@ -343,6 +343,55 @@ def test_errors_name_the_parameter_and_change_nothing(haproxy, tmp_path):
         assert after[key]["srv_port"] == before[key]["srv_port"]
 
 
+def test_ready_adds_a_missing_server_in_one_call(haproxy):
+    app3 = haproxy.apps["app3"]
+    args = server_args(haproxy, server="clone", address="127.0.0.1", port=app3.port,
+                       check_inter=haproxy.INTER_MS, check_rise=haproxy.RISE,
+                       check_fall=haproxy.FALL, state="ready")
+
+    def ready(result):
+        row = haproxy.server("web", "clone")
+        assert row["status"] == "UP" and row["check_status"] == "L7OK", row
+        assert result["commands"][0].startswith("add server web/clone 127.0.0.1:%d check"
+                                                % app3.port), result["commands"]
+        assert "set server web/clone health down" in result["commands"], result["commands"]
+        assert result["elapsed"] >= (haproxy.RISE - 1) * haproxy.INTER_MS / 1000.0, result
+    converge(haproxy, args, "web", "clone", ready)
+
+
+def test_ready_without_wait_arms_and_a_second_call_waits(haproxy):
+    app3 = haproxy.apps["app3"]
+    args = server_args(haproxy, server="clone", address="127.0.0.1", port=app3.port,
+                       check_inter=haproxy.INTER_MS, check_rise=haproxy.RISE,
+                       check_fall=haproxy.FALL, state="ready")
+    armed = run_module("haproxy_server", dict(args, wait=False))
+    assert not armed.failed and armed.changed, armed
+    row = haproxy.server("web", "clone")
+    # Set ready, but out of traffic until `rise` fresh checks pass.
+    assert row["status"].startswith("DOWN"), row
+    seen = set(json.loads(haproxy.http_get(haproxy.web_url + "/")[1])["version"]
+               for _ in range(6))
+    assert "app3" not in seen, seen
+    waited = run_module("haproxy_server", args)
+    assert not waited.failed and not waited.changed, waited
+    assert waited["commands"] == [], waited
+    assert haproxy.server("web", "clone")["status"] == "UP"
+
+
+def test_deploy_lock_reads_the_backend_in_the_same_call(haproxy, tmp_path):
+    args = {"backend": "web", "host": "app1", "hosts": ["app1"], "deploy_id": "d1",
+            "lock_dir": str(tmp_path / "locks"), "haproxy_socket": haproxy.sock}
+    held = run_module("deploy_lock", args)
+    assert not held.failed, held
+    assert held["lock"]["deploy_id"] == "d1", held
+    servers = held["backends"]["web"]["servers"]
+    assert servers["app1"]["ready"] is True and servers["app1"]["port"] == haproxy.apps["app1"].port
+    missing = run_module("deploy_lock", dict(args, haproxy_socket=str(tmp_path / "nope.sock")))
+    assert missing.failed and missing["msg"].startswith("haproxy_socket: "), missing
+    released = run_module("deploy_lock", dict(args, state="released"))
+    assert not released.failed and "backends" not in released, released
+
+
 def test_tcp_runtime_socket(haproxy):
     result = run_module("haproxy_server", server_args(haproxy, socket=haproxy.tcp_socket,
                                                       state="drain", wait=False))
