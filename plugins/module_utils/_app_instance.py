@@ -20,7 +20,7 @@ from ansible_collections.hitless.deploy.plugins.module_utils._pin import (  # no
 
 _UNIT_PREFIX = re.compile(r"^[A-Za-z0-9:_.\\-]+$")
 _PROPERTIES = ("Id", "LoadState", "ActiveState", "SubState", "MainPID", "Result",
-               "DropInPaths", "NeedDaemonReload", "ControlGroup")
+               "DropInPaths", "NeedDaemonReload", "ControlGroup", "NRestarts")
 # States in which a start job would be a no-op or is already under way.
 RUNNING = ("active", "activating", "reloading")
 # A look is a local connect, a systemctl show and a /proc read: cheap enough that a wait ends
@@ -247,7 +247,10 @@ def _apply(systemctl, unit, path, want, actions, absent):
             remove_drop_in(path)
         elif action == "daemon-reload":
             systemctl.call("daemon-reload")
-        elif action != "reset-failed":
+        elif action == "reset-failed":
+            if not absent:
+                systemctl.call("reset-failed", "--", unit)
+        else:
             systemctl.call(action, "--", unit)
     # A stop can itself leave the unit failed (non-zero exit); absent clears that too.
     if absent and systemctl.show(unit).get("ActiveState") == "failed":
@@ -292,12 +295,22 @@ def ensure(params, systemctl, check_mode, probe=port_open, sleep=time.sleep, clo
         if want != before_content or _needs_reload(props, path, want is not None):
             actions.append("daemon-reload")
         running = props.get("ActiveState") in RUNNING
+        # A unit that crash-looped (a release that died at start, then auto-restarted) may have
+        # hit systemd's start limit: its next start would be refused ("start request repeated
+        # too quickly"). Clearing it first lets the start that rolls back succeed.
+        # NRestarts: between two automatic restarts the unit looks active for a moment.
+        crashed = (props.get("ActiveState") == "failed" or props.get("SubState") == "auto-restart"
+                   or props.get("NRestarts", "0") not in ("", "0"))
         if state == "restarted":
-            actions.append("restart")
+            start = "restart"
         elif state == "started" and not running:
-            actions.append("start")
+            start = "start"
         elif state == "started" and "daemon-reload" in actions:
-            actions.append("restart")
+            start = "restart"
+        else:
+            start = None
+        if start:
+            actions += ["reset-failed", start] if crashed else [start]
         elif state == "stopped" and running:
             actions.append("stop")
 

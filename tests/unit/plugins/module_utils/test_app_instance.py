@@ -278,6 +278,28 @@ def test_absent_clears_failed_state(env):
     assert "systemctl reset-failed demo@8081.service" in env.fake.calls
 
 
+@pytest.mark.parametrize("state", ["started", "restarted"])
+@pytest.mark.parametrize("sub_state", ["failed", "auto-restart", "running"])
+def test_a_crash_looped_unit_has_its_start_limit_cleared_first(env, state, sub_state):
+    active = {"failed": "failed", "auto-restart": "activating", "running": "active"}[sub_state]
+    # "running": caught alive between two automatic restarts; only NRestarts tells.
+    env.fake.state("demo@8081.service").update(ActiveState=active, SubState=sub_state,
+                                               Result="exit-code", NRestarts="3")
+    res = env(state=state)
+    # systemd refuses a start after too many quick ones ("start request repeated too quickly")
+    # until reset-failed: the start that rolls back must not be refused.
+    calls = env.fake.changing_calls()
+    if state == "started" and sub_state != "failed":
+        # Running (or about to, by itself): nothing to start, so nothing to clear either.
+        assert calls == [] and res["actions"] == [], calls
+        return
+    verb = "restart" if state == "restarted" else "start"
+    assert res["actions"] == ["reset-failed", verb], res
+    assert calls == ["systemctl reset-failed demo@8081.service",
+                     "systemctl %s demo@8081.service" % verb], calls
+    assert res["active_state"] == "active", res
+
+
 def test_unit_dying_while_waiting_fails_with_journal(env):
     env.fake.on_start = lambda unit: "failed"
     with pytest.raises(A.InstanceError) as err:
