@@ -322,6 +322,14 @@ def host_state(lab, host):
               % (ROOT, APP))
 
 
+def serving_state(lab, host):
+    """What serves on an app host (links, bad marks, units), as text; a release staged beside it
+    by a rollout that stopped before this host's swap does not count."""
+    return sh(lab, host, "cd %s && readlink current previous; ls -A .hitless/bad 2>&1; "
+                         "systemctl list-units '%s@*' --all --plain --no-legend | sort"
+              % (ROOT, APP))
+
+
 def base_name(release_dir):
     """The release a directory was made from: ``v2+1a2b3c4d`` (with its configuration) -> ``v2``."""
     return release_dir.split("+", 1)[0]

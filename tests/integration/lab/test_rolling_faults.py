@@ -5,7 +5,8 @@ HAProxy servers, journal, lock) and who answered.
 
 - the controller SIGKILLed (its whole process group) at each step boundary of app1's sequence,
   then a plain re-run: it repairs and converges to the new release;
-- a stray listener on the clone port (answering 200, answering 404): refused in preflight;
+- a stray listener on the clone port (answering 200, answering 404): refused in preflight,
+  nothing staged on the other host either; a host that cannot stage: no host swaps;
 - two deploys at once: one refused naming the holder, the other completes;
 - a config-only redeploy: a new release directory, the serving one unchanged, the clone served
   the old configuration; a breaking configuration: rolled back, serving release unchanged;
@@ -147,12 +148,41 @@ def test_stray_listener_on_the_clone_port_is_refused_in_preflight(flab, tmp_path
                          r"http.server %d, unit stray-%d.service\)\)" % (CLONE_PORT, CLONE_PORT, status),
                          message), message
         assert message.endswith("Nothing was changed."), message
+        # app2 passed its own preflight, but nothing is staged anywhere while app1 is not fit.
+        other = role_failures(result.output)["app2"]
+        assert "Preflight failed on app1, so nothing is staged anywhere" in other, other
         assert result.seconds < 30, result.seconds
         check_under_load(result, swapped=(), app_hosts=apps)
         assert {h: host_state(flab, h) for h in apps} == before
     finally:
         flab.ssh("app1", "systemctl stop stray-%d" % status)
     check_clean(flab, old)
+
+
+def test_a_host_that_cannot_stage_stops_the_rollout_before_any_swap(flab, tmp_path):
+    old = serving(flab)
+    new = NEXT[old]
+    apps = flab.groups["app"]
+    releases = "%s/releases" % ROOT
+    before = {h: host_state(flab, h) for h in apps}
+    # app2's release directory read-only: it passes preflight, and its prepare cannot write.
+    sh(flab, "app2", "mount --bind %s %s && mount -o remount,ro,bind %s" % (releases, releases, releases))
+    try:
+        result = deploy(flab, tmp_path, release=new)
+    finally:
+        sh(flab, "app2", "umount %s" % releases)
+    assert result.rc != 0, result.tail()
+    messages = role_failures(result.output)
+    assert "at step prepare" in messages["app2"], messages
+    assert "Staging failed on app2, so no host swaps" in messages["app1"], messages
+    assert messages["app1"].endswith("Nothing that serves was changed."), messages
+    # No host swapped: nobody but the originals answered, the lock is free, app2 unchanged.
+    check_under_load(result, swapped=(), app_hosts=apps)
+    check_clean(flab, old)
+    assert host_state(flab, "app2") == before["app2"]
+    assert set(result.by_version) == {old}, result.by_version
+    again = deploy(flab, mkdir(tmp_path / "again"), release=new)
+    check_converged(flab, again, new, old)
 
 
 def test_two_deploys_at_once_one_refused_naming_the_holder(flab, tmp_path):

@@ -19,7 +19,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _deploy import (CLONE_PORT, ROOT, base_name, check_clean, check_under_load,  # noqa: E402
-                     current_release, deploy, host_state, role_failures, sh)
+                     current_release, deploy, host_state, role_failures, serving_state, sh)
 
 PHASES = ["preflight", "prepare", "clone", "route_to_clone", "upgrade", "post_start",
           "route_back", "cleanup"]
@@ -72,9 +72,11 @@ def check_rolled_back(lab, result, previous, release, step, cause):
     record = result.records[first]
     assert record["outcome"] == "failed" and record["failure"]["step"] == step, record
     assert [s["step"] for s in record["steps"]] == PHASES[:PHASES.index(step) + 1] + ["rollback"]
-    # max_fail_percentage 0: the rollout stopped at the first host.
+    # max_fail_percentage 0: the rollout stopped at the first host. The others were staged
+    # with it (the release unpacked beside the serving one) and never swapped.
     assert not set(rest) & set(result.records), result.records.keys()
-    assert not set(rest) & set(result.recap), result.recap
+    for host in rest:
+        assert sh(lab, host, "ls %s/releases" % ROOT).count(release + "+") == 1, host
     # Else hitless.deploy.rollback would find the serving release as the one to go back to.
     assert previous_release(lab, first) == previous[first], (
         "%s: previous is %s after the rollback, it was %s before the deploy" % (
@@ -96,9 +98,13 @@ def test_a_v1_to_v2_two_app_hosts_serial_1(lab, tmp_path):
         record = result.records[host]
         assert [s["step"] for s in record["steps"]] == PHASES, record["steps"]
         assert float(record["clone_lifetime"]) > 0, record
-    # serial 1: the second host starts after the first one is done, never two clones at once.
+    # Both staged at once, then serial 1: the second host's clone starts after the first host
+    # is done, never two clones at once.
     first, second = (result.records[h] for h in apps)
-    assert float(second["started_at"]) >= float(first["started_at"]) + sum(
+    marks = {h: {m["step"]: float(m["at"]) for m in result.records[h]["marks"]} for h in apps}
+    assert marks[apps[1]]["preflight"] < marks[apps[0]]["clone"], marks
+    assert marks[apps[1]]["prepare"] < marks[apps[0]]["clone"], marks
+    assert marks[apps[1]]["clone"] >= float(first["started_at"]) + sum(
         s["seconds"] for s in first["steps"]), (first, second)
     for lb, poller in result.pollers.items():
         both = [s[0] for s in poller["samples"]
@@ -133,10 +139,10 @@ def test_second_deploy_of_the_same_release_changes_nothing(lab, tmp_path):
 def test_failing_release_is_rolled_back_and_marked_bad(lab, tmp_path, release, step, cause):
     require("a")
     rest = lab.groups["app"][1:]
-    untouched = {h: host_state(lab, h) for h in rest}
+    untouched = {h: serving_state(lab, h) for h in rest}
     result, previous = failed_deploy(lab, tmp_path, release)
     check_rolled_back(lab, result, previous, release, step, cause)
-    assert {h: host_state(lab, h) for h in rest} == untouched
+    assert {h: serving_state(lab, h) for h in rest} == untouched
     print(result.summary())
     DONE.add(release)
 
