@@ -28,7 +28,7 @@ LAB_TOPOLOGY ?= lb
 APT_PACKAGES := systemd-container debootstrap haproxy iproute2 openssh-client
 
 .PHONY: help deps apt venv collection releases unit integration integration-local \
-	integration-lab molecule lint docs-check build test demo deploy lab-up lab-down clean
+	integration-lab molecule lint docs-check build test demo deploy lab-up lab-down clean bench
 
 help:
 	@echo "make demo       boot the lab, deploy the next release under load, draw the result"
@@ -36,6 +36,8 @@ help:
 	@echo "make test       install what is needed, then unit, integration, molecule and lint"
 	@echo "make lab-up     boot the lab (LAB_APP_HOSTS=N, LAB_LB_HOSTS=M, LAB_TOPOLOGY=lb|single)"
 	@echo "make lab-down   tear the lab down, leaving nothing behind"
+	@echo "make bench      naive vs community.general vs rolling under load (BENCH_SIZES=1,2,10 BENCH_RUNS=3),"
+	@echo "                results in docs/benchmarks.md and docs/img/bench-*.svg"
 
 deps: apt venv collection releases
 
@@ -138,6 +140,28 @@ deploy: venv collection
 	$(BIN)/ansible-playbook -i .lab/$(LAB_NAME)/inventory.yml hitless.deploy.rolling \
 	  -e hitless_release_src=$(RELEASES)/$(RELEASE).tar.gz \
 	  -e '{"rolling_environment": {"STARTUP_DELAY": "1"}, "rolling_drain_grace": 3}'
+
+# The three strategies side by side in the labs benchf1, benchf2, benchf10 (booted and torn
+# down by the script), then docs/benchmarks.md and its plots from the JSON it wrote. wrk and a
+# separate virtualenv (the `ansible` package for community.general, matplotlib) are
+# benchmark-only dependencies. The report is written even when a deploy failed; the exit status
+# is the benchmark's.
+BENCH_SIZES ?= 1,2,10
+BENCH_RUNS ?= 3
+BENCH_VENV := $(TMP)/bench-venv
+
+bench: deps
+	@command -v wrk > /dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk; }
+	@test -f $(BENCH_VENV)/.stamp -a $(BENCH_VENV)/.stamp -nt benchmarks/requirements-bench.txt || { \
+	  $(PYTHON) -m venv $(BENCH_VENV) && \
+	  $(BENCH_VENV)/bin/pip install -q --disable-pip-version-check -r benchmarks/requirements-bench.txt && \
+	  touch $(BENCH_VENV)/.stamp; }
+	@$(BIN)/python benchmarks/fleet_benchmark.py --sizes $(BENCH_SIZES) --runs $(BENCH_RUNS) \
+	  --bench-venv $(BENCH_VENV) && status=0 || status=$$?; \
+	test -e $(TMP)/bench/fleet-latest.json && \
+	  $(BENCH_VENV)/bin/python benchmarks/fleet_benchmark.py --report $(TMP)/bench/fleet-latest.json; \
+	exit $$status
 
 clean: lab-down
 	rm -rf $(TMP)
