@@ -167,8 +167,11 @@ def test_a_host_that_cannot_stage_stops_the_rollout_before_any_swap(flab, tmp_pa
     before = {h: host_state(flab, h) for h in apps}
     # app2's release directory read-only: it passes preflight, and its prepare cannot write.
     sh(flab, "app2", "mount --bind %s %s && mount -o remount,ro,bind %s" % (releases, releases, releases))
+    # A configuration never deployed before: its release directory (NAME+DIGEST) must be written,
+    # where the plain release may still be on the host from an earlier deploy.
+    fresh = {"rolling_environment": dict(FAST["rolling_environment"], STAGE_TEST=tmp_path.name)}
     try:
-        result = deploy(flab, tmp_path, release=new)
+        result = deploy(flab, tmp_path, release=new, extra_vars=fresh)
     finally:
         # Lazy: the mount also propagated into the app units' own mount namespaces.
         sh(flab, "app2", "umount -l %s" % releases)
@@ -182,7 +185,7 @@ def test_a_host_that_cannot_stage_stops_the_rollout_before_any_swap(flab, tmp_pa
     check_clean(flab, old)
     assert host_state(flab, "app2") == before["app2"]
     assert set(result.by_version) == {old}, result.by_version
-    again = deploy(flab, mkdir(tmp_path / "again"), release=new)
+    again = deploy(flab, mkdir(tmp_path / "again"), release=new, extra_vars=fresh)
     check_converged(flab, again, new, old)
 
 
