@@ -144,6 +144,13 @@ def _died(props):
     return props.get("ActiveState") in ("failed", "inactive") or props.get("SubState") == "auto-restart"
 
 
+def _crash_looped(props):
+    """True when systemd restarted the unit by itself: a start now may hit its start limit.
+    NRestarts: between two automatic restarts the unit looks active for a moment."""
+    return (props.get("ActiveState") == "failed" or props.get("SubState") == "auto-restart"
+            or props.get("NRestarts", "0") not in ("", "0"))
+
+
 def _death(systemctl, unit, props):
     journal = systemctl.journal(unit)
     return InstanceError("%s died while starting (ActiveState=%s, SubState=%s, Result=%s)%s"
@@ -295,12 +302,6 @@ def ensure(params, systemctl, check_mode, probe=port_open, sleep=time.sleep, clo
         if want != before_content or _needs_reload(props, path, want is not None):
             actions.append("daemon-reload")
         running = props.get("ActiveState") in RUNNING
-        # A unit that crash-looped (a release that died at start, then auto-restarted) may have
-        # hit systemd's start limit: its next start would be refused ("start request repeated
-        # too quickly"). Clearing it first lets the start that rolls back succeed.
-        # NRestarts: between two automatic restarts the unit looks active for a moment.
-        crashed = (props.get("ActiveState") == "failed" or props.get("SubState") == "auto-restart"
-                   or props.get("NRestarts", "0") not in ("", "0"))
         if state == "restarted":
             start = "restart"
         elif state == "started" and not running:
@@ -309,8 +310,11 @@ def ensure(params, systemctl, check_mode, probe=port_open, sleep=time.sleep, clo
             start = "restart"
         else:
             start = None
+        # A release that died at start and was restarted by systemd may have hit the start
+        # limit ("start request repeated too quickly"): cleared first, so the start that rolls
+        # back is not refused.
         if start:
-            actions += ["reset-failed", start] if crashed else [start]
+            actions += ["reset-failed", start] if _crash_looped(props) else [start]
         elif state == "stopped" and running:
             actions.append("stop")
 

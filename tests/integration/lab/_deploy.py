@@ -315,19 +315,20 @@ def show_stat(lab, lb):
             for row in rows if row["svname"] not in ("FRONTEND", "BACKEND")}
 
 
+# What serves on an app host: its links, bad marks and units, as text.
+SERVING_STATE = ("readlink current previous; ls -A .hitless/bad 2>&1; "
+                 "systemctl list-units '%s@*' --all --plain --no-legend | sort" % APP)
+
+
 def host_state(lab, host):
     """What a deploy may change on an app host, as text, to compare before and after."""
-    return sh(lab, host, "cd %s && readlink current previous; ls -A releases .hitless/bad 2>&1; "
-                         "systemctl list-units '%s@*' --all --plain --no-legend | sort"
-              % (ROOT, APP))
+    return sh(lab, host, "cd %s && ls -A releases 2>&1; %s" % (ROOT, SERVING_STATE))
 
 
 def serving_state(lab, host):
-    """What serves on an app host (links, bad marks, units), as text; a release staged beside it
-    by a rollout that stopped before this host's swap does not count."""
-    return sh(lab, host, "cd %s && readlink current previous; ls -A .hitless/bad 2>&1; "
-                         "systemctl list-units '%s@*' --all --plain --no-legend | sort"
-              % (ROOT, APP))
+    """What serves on an app host, as text; a release staged beside it by a rollout that
+    stopped before this host's swap does not count."""
+    return sh(lab, host, "cd %s && %s" % (ROOT, SERVING_STATE))
 
 
 def base_name(release_dir):
