@@ -1,0 +1,308 @@
+"""Deploys from an artifact repository (``hitless_release_url``), on a lab of their own.
+
+The lab ``itest-url`` (lb1 in front of ONE app host, app1; booted for this module only) starts
+on v1. A tiny HTTP server on 127.0.0.1, started by this module, plays the repository: it serves
+$HITLESS_RELEASES under ``/repo/NAME`` only to ``Authorization: Bearer TOKEN`` (a fresh random
+token), answers ``/redirect/NAME`` (same token) with a 302 to ``/storage/NAME?signature=...``
+(presigned storage, which must NOT get the token), and records every request. Each deploy runs
+under the load probe and the ``show stat`` poller (one failed request fails a test), with
+``-vvv``, and the token must appear nowhere: not in the output, the deploy records, or the
+hosts' files and journals. The tests run IN THIS ORDER:
+
+  (a) a wrong checksum: the download is refused in preflight, nothing changed anywhere;
+  (b) no checksum, or a malformed one: refused before any request, nothing changed;
+  (c) the right checksum: v1 -> v2 from the URL through the redirect, one download;
+  (d) the same again: unchanged, no request at all (the controller's cache);
+  (e) a wrong token (v3, its right checksum): 401, refused naming the headers, nothing changed.
+
+(d) builds on (c) and is skipped, naming it, when (c) did not pass.
+"""
+import hashlib
+import http.server
+import json
+import os
+import re
+import secrets
+import sys
+import threading
+import urllib.parse
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _deploy import (Run, base_name, check_clean, check_under_load,  # noqa: E402
+                     current_release, deploy_runs, host_state, show_stat)
+from _labs import LabError, booted_lab, ensure_releases  # noqa: E402
+
+APP_HOST = "app1"
+DONE = set()
+# A message of the role (the rescue's final fail), as -vvv prints it: one JSON string.
+MSG_RE = re.compile(r'"msg": ("(?:[^"\\]|\\.)*")')
+
+
+def require(*steps):
+    missing = [step for step in steps if step not in DONE]
+    if missing:
+        pytest.skip("builds on the earlier test(s) %s, which did not pass" % ", ".join(missing))
+
+
+def sha256(release):
+    with open(os.path.join(os.environ["HITLESS_RELEASES"], release + ".tar.gz"), "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()
+
+
+# --- the repository ------------------------------------------------------------------------
+
+class RepositoryHandler(http.server.BaseHTTPRequestHandler):
+    """GET /repo/NAME and /redirect/NAME with the token, /storage/NAME without it."""
+
+    server_version = "hitless-test-repository"
+
+    def do_GET(self):  # pylint: disable=invalid-name
+        repo = self.server
+        path = urllib.parse.urlsplit(self.path).path
+        area, _, name = path.lstrip("/").partition("/")
+        sent = self.headers.get("Authorization")
+        auth = None if sent is None else "token" if sent == "Bearer " + repo.token else "wrong"
+        if area in ("repo", "redirect") and auth != "token":
+            status = 401
+        elif area == "redirect":
+            status = 302
+        elif area in ("repo", "storage") and os.path.isfile(repo.file(name)):
+            status = 200
+        else:
+            status = 404
+        repo.record(path, status, auth)
+        if status == 302:
+            self.send_response(302)
+            self.send_header("Location", "/storage/%s?signature=%s" % (name, secrets.token_hex(8)))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif status == 200:
+            with open(repo.file(name), "rb") as handle:
+                body = handle.read()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/gzip")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        else:
+            self.send_response(status)
+            if status == 401:
+                self.send_header("WWW-Authenticate", 'Bearer realm="releases"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    def log_message(self, *args):  # pylint: disable=arguments-differ
+        pass
+
+
+class Repository(http.server.ThreadingHTTPServer):
+    """The repository on 127.0.0.1 (a free port); ``requests`` lists ``(path, status, auth)``,
+    auth being ``token``, ``wrong`` or None (no Authorization header)."""
+
+    daemon_threads = True
+
+    def __init__(self, root):
+        super().__init__(("127.0.0.1", 0), RepositoryHandler)
+        self.root = root
+        self.token = secrets.token_hex(16)
+        self.requests = []
+        self._lock = threading.Lock()
+
+    def file(self, name):
+        return os.path.join(self.root, os.path.basename(name))
+
+    def record(self, path, status, auth):
+        with self._lock:
+            self.requests.append((path, status, auth))
+
+    def since(self, count):
+        with self._lock:
+            return list(self.requests[count:])
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.server_address[1], path)
+
+
+@pytest.fixture(scope="module")
+def repository():
+    repo = Repository(ensure_releases())
+    thread = threading.Thread(target=repo.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield repo
+    finally:
+        repo.shutdown()
+        repo.server_close()
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def url_lab():
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root (overlay mounts, bridges, systemd-nspawn)")
+    try:
+        with booted_lab("itest-url", "--app-hosts", "1", "--topology", "lb") as booted:
+            yield booted
+    except LabError as error:
+        pytest.fail(str(error), pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    """The controller's download cache (rolling_release_cache_dir) of this module's deploys."""
+    return str(tmp_path_factory.mktemp("release-cache"))
+
+
+# --- deploys and checks --------------------------------------------------------------------
+
+def url_deploy(lab, workdir, repo, cache, path, checksum, token=None):
+    """Deploy the archive at ``path`` of the repository with ``-vvv`` under the probes."""
+    extra = {"hitless_release_url": repo.url(path), "hitless_release_checksum": checksum,
+             "hitless_release_url_headers": {
+                 "Authorization": "Bearer " + (token or repo.token)},
+             "rolling_release_cache_dir": cache}
+    return deploy_runs(lab, workdir, [Run(extra_vars=extra, args=["-vvv"])])
+
+
+def role_message(output, host):
+    """The role's final failure message for ``host`` (``-vvv`` prints results indented)."""
+    for match in MSG_RE.finditer(output):
+        msg = json.loads(match.group(1))
+        if msg.startswith("hitless.deploy.rolling failed on %s " % host):
+            return msg
+    return ""
+
+
+def snapshot(lab):
+    """What a deploy may change: the app host's releases, links, marks and units, and every
+    server of lb1 with its state."""
+    return {"host": host_state(lab, APP_HOST),
+            "servers": {lb: show_stat(lab, lb) for lb in lab.groups["haproxy"]}}
+
+
+def check_secret_kept(lab, result, workdir, secret):
+    """``secret`` is nowhere: the -vvv output, the files of the run (records, playbook log,
+    probe results), the hosts' deploy state and journals."""
+    assert secret not in result.output, "the token is in the ansible-playbook -vvv output"
+    for folder, _dirs, files in os.walk(str(workdir)):
+        for name in files:
+            with open(os.path.join(folder, name), "rb") as handle:
+                assert secret.encode() not in handle.read(), os.path.join(folder, name)
+    command = ("! grep -rlF %s /srv /var/lib/hitless-deploy /root/.ansible 2>/dev/null "
+               "&& ! journalctl -q -o cat | grep -F %s" % (secret, secret))
+    for host in lab.groups["app"] + lab.groups["haproxy"]:
+        proc = lab.ssh(host, command)
+        assert proc.returncode == 0, "%s holds the token: %s" % (host, proc.stdout)
+
+
+def check_refused(lab, result, workdir, repo, before, serving, cause):
+    """The deploy failed in preflight with ``cause`` and changed nothing; no request failed."""
+    assert result.rc != 0, result.tail()
+    message = role_message(result.output, APP_HOST)
+    assert message.startswith(
+        "hitless.deploy.rolling failed on %s at step preflight (" % APP_HOST), result.tail(60)
+    assert re.search(cause, message), message
+    assert message.endswith("Nothing was changed."), message
+    assert result.recap[APP_HOST]["changed"] == 0, (result.recap, result.tail(60))
+    check_under_load(result, swapped=(), app_hosts=[APP_HOST])
+    check_clean(lab, serving)
+    assert snapshot(lab) == before
+    assert result.records[APP_HOST]["outcome"] == "failed", result.records
+    check_secret_kept(lab, result, workdir, repo.token)
+    print(message)
+    print(result.summary())
+
+
+def test_a_wrong_checksum_is_refused(url_lab, repository, cache_dir, tmp_path):
+    assert current_release(url_lab, APP_HOST) == "v1", "the lab must serve v1 at the start"
+    before, count = snapshot(url_lab), len(repository.requests)
+    # A real archive's checksum, just not this one's.
+    wrong = sha256("v3")
+    result = url_deploy(url_lab, tmp_path, repository, cache_dir, "/repo/v2.tar.gz",
+                        "sha256:" + wrong)
+    check_refused(url_lab, result, tmp_path, repository, before, "v1",
+                  r"\(Check the download of rolling_release_url\): The archive downloaded from "
+                  r"http://127\.0\.0\.1:\d+/repo/v2\.tar\.gz does not match "
+                  r"rolling_release_checksum \(hitless_release_checksum\) sha256:%s: its sha256 "
+                  r"is %s\. It was not kept and nothing was unpacked" % (wrong, sha256("v2")))
+    # Downloaded once (by the controller, with the token), refused, not kept.
+    assert repository.since(count) == [("/repo/v2.tar.gz", 200, "token")]
+    assert not os.path.exists(os.path.join(cache_dir, wrong, "v2.tar.gz"))
+
+
+@pytest.mark.parametrize("checksum, got", [
+    ("", "nothing"),
+    ("md5:0123456789abcdef0123456789abcdef", '"md5:0123456789abcdef0123456789abcdef"'),
+    ("sha256:" + "0" * 63, '"sha256:%s"' % ("0" * 63)),
+], ids=["missing", "md5", "short"])
+def test_b_missing_or_malformed_checksum_is_refused(url_lab, repository, cache_dir, tmp_path,
+                                                    checksum, got):
+    serving = current_release(url_lab, APP_HOST)
+    before, count = snapshot(url_lab), len(repository.requests)
+    result = url_deploy(url_lab, tmp_path, repository, cache_dir, "/repo/v2.tar.gz", checksum)
+    check_refused(url_lab, result, tmp_path, repository, before, serving,
+                  r"\(Check rolling_release_checksum\): rolling_release_checksum "
+                  r"\(hitless_release_checksum\) is required with rolling_release_url and must "
+                  r"be sha256:<64 hex digits>, .*; got %s\. Nothing" % re.escape(got))
+    assert repository.since(count) == [], "nothing may be downloaded without a checksum"
+
+
+def test_c_right_checksum_deploys_with_one_download(url_lab, repository, cache_dir,
+                                                    tmp_path):
+    assert current_release(url_lab, APP_HOST) == "v1"
+    count = len(repository.requests)
+    result = url_deploy(url_lab, tmp_path, repository, cache_dir, "/redirect/v2.tar.gz",
+                        "sha256:" + sha256("v2"))
+    assert result.rc == 0, result.tail(60)
+    check_under_load(result, swapped=[APP_HOST], app_hosts=[APP_HOST])
+    check_clean(url_lab, "v2")
+    assert result.answered_after_end() == {(APP_HOST, "v2")}, result.answered_after_end()
+    record = result.records[APP_HOST]
+    assert (record["outcome"], base_name(record["release"]),
+            base_name(record["from_release"])) == ("deployed", "v2", "v1"), record
+    # One download for the run; the token went to the repository, not on to the storage.
+    assert repository.since(count) == [("/redirect/v2.tar.gz", 302, "token"),
+                                       ("/storage/v2.tar.gz", 200, None)]
+    cached = os.path.join(cache_dir, sha256("v2"), "v2.tar.gz")
+    with open(cached, "rb") as handle:
+        assert hashlib.sha256(handle.read()).hexdigest() == sha256("v2")
+    assert oct(os.stat(cached).st_mode & 0o777) == "0o600"
+    check_secret_kept(url_lab, result, tmp_path, repository.token)
+    print(result.summary())
+    DONE.add("c")
+
+
+def test_d_same_url_again_is_unchanged_from_the_cache(url_lab, repository, cache_dir,
+                                                      tmp_path):
+    require("c")
+    before, count = snapshot(url_lab), len(repository.requests)
+    result = url_deploy(url_lab, tmp_path, repository, cache_dir, "/redirect/v2.tar.gz",
+                        "sha256:" + sha256("v2"))
+    assert result.rc == 0, result.tail(60)
+    assert result.recap[APP_HOST]["changed"] == 0, (result.recap, result.tail(60))
+    assert repository.since(count) == [], "the archive in the cache must be used as it is"
+    check_under_load(result, swapped=(), app_hosts=[APP_HOST])
+    check_clean(url_lab, "v2")
+    assert snapshot(url_lab) == before
+    assert result.records[APP_HOST]["outcome"] == "unchanged", result.records
+    check_secret_kept(url_lab, result, tmp_path, repository.token)
+    print(result.summary())
+
+
+def test_e_wrong_token_is_refused(url_lab, repository, cache_dir, tmp_path):
+    serving = current_release(url_lab, APP_HOST)
+    before, count = snapshot(url_lab), len(repository.requests)
+    wrong_token = secrets.token_hex(16)
+    result = url_deploy(url_lab, tmp_path, repository, cache_dir, "/repo/v3.tar.gz",
+                        "sha256:" + sha256("v3"), token=wrong_token)
+    check_refused(url_lab, result, tmp_path, repository, before, serving,
+                  r"\(Check the download of rolling_release_url\): Cannot download "
+                  r"rolling_release_url \(hitless_release_url\) "
+                  r"http://127\.0\.0\.1:\d+/repo/v3\.tar\.gz: HTTP status 401 \(.*\), check the "
+                  r"token in rolling_release_url_headers \(hitless_release_url_headers\)")
+    check_secret_kept(url_lab, result, tmp_path, wrong_token)
+    assert repository.since(count) == [("/repo/v3.tar.gz", 401, "wrong")]
+    assert not os.path.exists(os.path.join(cache_dir, sha256("v3"), "v3.tar.gz"))
