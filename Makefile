@@ -28,7 +28,7 @@ LAB_TOPOLOGY ?= lb
 APT_PACKAGES := systemd-container debootstrap haproxy iproute2 openssh-client
 
 .PHONY: help deps apt venv collection releases unit integration integration-local \
-	integration-lab molecule lint docs-check build test demo deploy lab-up lab-down clean bench
+	integration-lab molecule lint docs-check build galaxy-check ee-check test demo deploy lab-up lab-down clean bench
 
 help:
 	@echo "make demo       boot the lab, deploy the next release under load, draw the result"
@@ -89,8 +89,11 @@ integration: integration-local integration-lab
 molecule: deps
 	cd $(CURDIR) && $(BIN)/molecule test --all
 
+# --offline: lint the work tree through ANSIBLE_COLLECTIONS_PATH instead of installing a copy
+# of the collection (without the Makefile's environment, a plain `ansible-lint` installs one
+# into ./.ansible, see .ansible-lint).
 lint: venv collection
-	$(BIN)/ansible-lint --profile production roles playbooks molecule tests/lab/site.yml
+	$(BIN)/ansible-lint --offline --profile production roles playbooks molecule tests/lab/site.yml
 
 docs-check: venv collection
 	@for m in $$(ls plugins/modules/*.py | xargs -n1 basename | sed 's/\.py$$//'); do \
@@ -113,9 +116,34 @@ build: venv
 	ANSIBLE_COLLECTIONS_PATH=$(TMP)/install $(BIN)/ansible-doc -t module hitless.deploy.haproxy_server > /dev/null
 	@echo "build: tarball installs and documents itself from $(TMP)/install"
 
+# Galaxy's importer on the built tarball, configured as galaxy.ansible.com checks an upload but
+# offline (tests/galaxy/importer.cfg): metadata and tags, every plugin's and role's docs, role
+# READMEs, ansible-lint on the tarball's content. Warnings are printed; an error fails.
+galaxy-check: build
+	@rm -rf $(TMP)/galaxy && mkdir -p $(TMP)/galaxy
+	cd $(TMP)/galaxy && GALAXY_IMPORTER_CONFIG=$(CURDIR)/tests/galaxy/importer.cfg $(BIN)/python -m galaxy_importer.main \
+	  $(TMP)/dist/hitless-deploy-$$(sed -n 's/^version: *//p' $(CURDIR)/galaxy.yml).tar.gz | tee importer.log
+	@! grep '^ERROR' $(TMP)/galaxy/importer.log
+	@echo "galaxy-check: galaxy-importer accepts the tarball (log: $(TMP)/galaxy/importer.log)"
+
+# The execution environment's build context from execution-environment.yml (no container engine
+# needed for `create`): it installs the tarball `build` made, pins the tested ansible-core, checks
+# the collection in the image, and ansible-builder finds the collection's system requirements.
+ee-check: build
+	@rm -rf $(TMP)/ee
+	$(BIN)/ansible-builder create --file execution-environment.yml --context $(TMP)/ee --output-filename Containerfile
+	@version=$$(sed -n 's/^version: *//p' galaxy.yml); \
+	grep -q 'hitless\.deploy' $(TMP)/ee/Containerfile && \
+	grep -q "ansible-core==$$(sed -n 's/^ansible-core==//p' requirements.txt)" $(TMP)/ee/Containerfile && \
+	grep -qx -- "- name: /build/collections/hitless-deploy-$$version.tar.gz" $(TMP)/ee/_build/requirements.yml && \
+	cmp $(TMP)/dist/hitless-deploy-$$version.tar.gz $(TMP)/ee/_build/collections/hitless-deploy-$$version.tar.gz || { \
+	  echo "ee-check: $(TMP)/ee does not install hitless-deploy-$$version.tar.gz with the tested ansible-core (execution-environment.yml)" >&2; exit 1; }
+	$(BIN)/ansible-builder introspect --sanitize $(TMP)/install | grep -q 'from collection hitless.deploy'
+	@echo "ee-check: $(TMP)/ee/Containerfile installs the collection; build the image with ansible-builder build"
+
 test: deps
 	@start=$$(date +%s); \
-	$(MAKE) --no-print-directory unit docs-check integration-local integration-lab molecule lint build; \
+	$(MAKE) --no-print-directory unit docs-check integration-local integration-lab molecule lint build galaxy-check ee-check; \
 	echo "make test: all stages passed in $$(( $$(date +%s) - start )) s"
 
 lab-up: deps
