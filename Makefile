@@ -28,7 +28,7 @@ LAB_TOPOLOGY ?= lb
 APT_PACKAGES := systemd-container debootstrap haproxy iproute2 openssh-client
 
 .PHONY: help deps apt venv collection releases unit integration integration-local \
-	integration-lab molecule lint docs-check build galaxy-check ee-check test demo deploy lab-up lab-down clean bench
+	integration-lab molecule lint sanity docs-check build galaxy-check ee-check test demo deploy lab-up lab-down clean bench
 
 help:
 	@echo "make demo       boot the lab, deploy the next release under load, draw the result"
@@ -116,6 +116,13 @@ build: venv
 	ANSIBLE_COLLECTIONS_PATH=$(TMP)/install $(BIN)/ansible-doc -t module hitless.deploy.haproxy_server > /dev/null
 	@echo "build: tarball installs and documents itself from $(TMP)/install"
 
+# ansible-test sanity and units on a copy of the tree, offline but for the pip index
+# (tests/sanity/run.sh says how). shellcheck is for ansible-test's shellcheck test.
+sanity: venv
+	@command -v shellcheck > /dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends shellcheck; }
+	bash tests/sanity/run.sh
+
 # Galaxy's importer on the built tarball, configured as galaxy.ansible.com checks an upload but
 # offline (tests/galaxy/importer.cfg): metadata and tags, every plugin's and role's docs, role
 # READMEs, ansible-lint on the tarball's content. Warnings are printed; an error fails.
@@ -143,7 +150,7 @@ ee-check: build
 
 test: deps
 	@start=$$(date +%s); \
-	$(MAKE) --no-print-directory unit docs-check integration-local integration-lab molecule lint build galaxy-check ee-check; \
+	$(MAKE) --no-print-directory unit sanity docs-check integration-local integration-lab molecule lint build galaxy-check ee-check; \
 	echo "make test: all stages passed in $$(( $$(date +%s) - start )) s"
 
 lab-up: deps

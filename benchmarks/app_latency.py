@@ -39,7 +39,7 @@ def connect(port, deadline):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--requests", type=int, default=200)
     args = parser.parse_args(argv)
     port = free_port()
@@ -49,7 +49,7 @@ def main(argv=None):
     try:
         conn = connect(port, time.monotonic() + 10)
         latencies = []
-        for _ in range(args.requests):
+        for _request in range(args.requests):
             start = time.perf_counter()
             conn.request("GET", "/")
             conn.getresponse().read()

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Three deploy strategies side by side under the same closed-loop load, in throwaway labs.
 
     benchmarks/fleet_benchmark.py [--sizes 1,2,10] [--runs 3]
@@ -959,7 +959,7 @@ def bench_size(size, args, stamp_dir, runs_out):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--sizes", default="1,2,10", help="app hosts per lab (1,2,10)")
     parser.add_argument("--runs", type=int, default=3, help="runs per size (default 3)")
     parser.add_argument("--strategies", default=",".join(STRATEGIES),

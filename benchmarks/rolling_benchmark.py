@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Benchmark of the rolling deploy in throwaway labs: one app host, then two.
 
     benchmarks/rolling_benchmark.py [--sizes 1,2] [--runs 3] [--no-pipelining]
@@ -201,7 +201,7 @@ def _num(value, fmt="%.1f"):
 def print_tables(runs, pipelining):
     log()
     log("SSH pipelining: %s (%s); %s" % (pipelining["pipelining"], pipelining["source"],
-                                          pipelining["ssh_args"]))
+                                         pipelining["ssh_args"]))
     log()
     log("Runs (latency p50/p99 ms; overhead = time not spent waiting for the app or HAProxy, "
         "see README)")
@@ -225,7 +225,7 @@ def print_tables(runs, pipelining):
     short = ["prefl", "prep", "clone", "to_cln", "upgr", "p_start", "back", "clean"]
     head = ("%-5s %-3s %-5s " % ("hosts", "run", "host") + " ".join("%7s" % c for c in short)
             + " %7s %7s %7s %7s %7s %7s %7s %7s" % ("span", "clone", "start", "checks", "ready",
-                                                      "drain", "waits", "ovh"))
+                                                    "drain", "waits", "ovh"))
     log(head)
     log("-" * len(head))
     for r in runs:
@@ -252,7 +252,7 @@ def print_tables(runs, pipelining):
         tasks = [h["tasks"] for h in hosts]
         log("    per host: %.0f tasks ran, %.0f skipped; %.1f s inside tasks, %.1f s between "
             "tasks" % (_mean(t["ran"] for t in tasks), _mean(t["skipped"] for t in tasks),
-            _mean(t["inside_s"] for t in tasks), _mean(t["between_s"] for t in tasks)))
+                       _mean(t["inside_s"] for t in tasks), _mean(t["between_s"] for t in tasks)))
         slow = {}
         for r in rows:
             for name, seconds in r["slowest_tasks"]:
@@ -290,7 +290,7 @@ def bench_size(size, runs, stamp_dir, args, env_extra):
             results.append(figures)
             log("  rc %d, wall %.1f s, during the deploy %d requests, %d failed, overhead/host "
                 "%.2f s" % (result["rc"], figures["wall_s"], figures["requests_during"],
-                   figures["failed_during"], figures["overhead_per_host_s"]))
+                            figures["failed_during"], figures["overhead_per_host_s"]))
             if result["rc"] != 0:
                 log("  the playbook failed; its output: %s" % os.path.join(workdir, "playbook.log"))
                 break
@@ -301,7 +301,7 @@ def bench_size(size, runs, stamp_dir, args, env_extra):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--sizes", default="1,2", help="app hosts per lab, comma-separated (1,2)")
     parser.add_argument("--runs", type=int, default=3, help="deploys per lab (default 3)")
     parser.add_argument("--before", type=float, default=5.0,

@@ -13,7 +13,7 @@ description:
   - On failure the message names each failing check (index, name, kind, target) and its last
     error, such as the HTTP status and the start of the body, or the exception.
   - It only reads, so it never reports C(changed).
-author: hitless.deploy developers
+author: hitless.deploy developers (@hitless-deploy)
 attributes:
   check_mode:
     support: full

@@ -21,7 +21,7 @@ description:
     unit (in its cgroup, C(ControlGroup)) listens on O(port) and O(wait_host):O(port) accepts
     TCP connections. It fails as soon as the unit dies or a process outside the unit listens on
     the port, instead of taking a stray process's answer for the instance's.
-author: hitless.deploy developers
+author: hitless.deploy developers (@hitless-deploy)
 attributes:
   check_mode:
     support: full

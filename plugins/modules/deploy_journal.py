@@ -10,12 +10,12 @@ description:
   - Keeps C(ROOT/.hitless/journal.json), the record of one host's rolling deploy. Each step is
     recorded before it acts, atomically (temporary file, fsync, rename), so a deploy interrupted
     at any moment (a controller killed, a CI runner gone) leaves a journal that says what may
-    have been done. The rescue and the repair of M(hitless.deploy.rolling) both read it.
+    have been done. The rescue and the repair of the C(hitless.deploy.rolling) role both read it.
   - O(state=info) also reads what the host runs, in one call; where C(current) and C(previous)
     point, free space under O(root), and for each of O(ports) the unit C(NAME@PORT), the
     release its main process really runs (the working directory it started in) and every
     process listening on the port, naming those that do not belong to the unit.
-author: hitless.deploy developers
+author: hitless.deploy developers (@hitless-deploy)
 extends_documentation_fragment:
   - hitless.deploy.attributes
 attributes:
@@ -67,7 +67,10 @@ options:
     elements: int
     default: []
 seealso:
-  - role: hitless.deploy.rolling
+  - ref: ansible_collections.hitless.deploy.rolling_role
+    description: >-
+      The rolling deploy role, which writes this journal on every app host and reads it in
+      its rescue and repair. See C(ansible-doc -t role hitless.deploy.rolling).
   - module: hitless.deploy.deploy_lock
 """
 

@@ -20,7 +20,7 @@ description:
     lock's holder ran on this same controller and its process is gone, it takes the lock over
     (the unfinished hosts stay listed, to be repaired); a holder on another controller can only
     be taken over by naming its deploy id in O(takeover_from).
-author: hitless.deploy developers
+author: hitless.deploy developers (@hitless-deploy)
 extends_documentation_fragment:
   - hitless.deploy.attributes
 attributes:
@@ -94,7 +94,10 @@ notes:
   - The lock is not a change to the host in the sense of idempotence; the rolling role reports
     its tasks as not changed.
 seealso:
-  - role: hitless.deploy.rolling
+  - ref: ansible_collections.hitless.deploy.rolling_role
+    description: >-
+      The rolling deploy role, which takes this lock on every HAProxy host before a rollout
+      and leaves it after. See C(ansible-doc -t role hitless.deploy.rolling).
 """
 
 EXAMPLES = r"""

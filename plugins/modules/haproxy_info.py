@@ -16,7 +16,7 @@ description:
   - Each server says whether it is RV(backends.servers.ready), which is stricter than HAProxy's
     C(UP) - see there, and whether it was added at runtime (RV(backends.servers.dynamic)).
 author:
-  - hitless.deploy contributors
+  - hitless.deploy developers (@hitless-deploy)
 extends_documentation_fragment:
   - hitless.deploy.haproxy_runtime
   - hitless.deploy.attributes
@@ -124,7 +124,9 @@ backends:
           description: Detail of the last check (for example C(Connection refused)).
           type: str
         check_health:
-          description: The health counter, 0 to O(check_rise) + O(check_fall) - 1; UP from rise.
+          description:
+            - The health counter, 0 to RV(backends.servers.check_rise) +
+              RV(backends.servers.check_fall) - 1; UP from rise.
           type: int
         check_rise:
           description: Passing checks needed to come UP.

@@ -26,7 +26,7 @@ description:
     every reload. Servers added at runtime are not restored at all; servers declared in the
     configuration (the role's clone slots) are.
 author:
-  - hitless.deploy contributors
+  - hitless.deploy developers (@hitless-deploy)
 extends_documentation_fragment:
   - hitless.deploy.haproxy_runtime
   - hitless.deploy.attributes

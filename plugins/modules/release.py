@@ -27,7 +27,7 @@ description:
   - A failed rolling deploy marks its release bad in C(ROOT/.hitless/bad/RELEASE) (a JSON object
     with C(step), C(task) and C(cause)); O(refuse_bad) refuses such a release and O(clear_bad)
     removes the mark.
-author: hitless.deploy developers
+author: hitless.deploy developers (@hitless-deploy)
 attributes:
   check_mode:
     support: full

@@ -168,7 +168,7 @@ def mounts_under(path):
 def umount_all(path):
     """Unmount everything at or below ``path``; return what stayed mounted."""
     for point in mounts_under(path):
-        for _ in range(20):
+        for _attempt in range(20):
             if run(["umount", point], check=False).returncode == 0:
                 break
             time.sleep(0.25)

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Rolling deploy of a running lab under the load probe, with its timeline and a picture.
 
     demo.py --name lab [--release v2]
@@ -50,6 +50,7 @@ DEPLOY_VARS = {"rolling_environment": {"STARTUP_DELAY": "1"}, "rolling_drain_gra
 RATE = 50.0
 PLAYBOOK_TIMEOUT = 240
 BIN_S = 0.5
+
 
 class DemoError(Exception):
     pass
@@ -147,7 +148,7 @@ def _run_playbook(cmd, env, log_path, timeout, echo):
                              or line.startswith(("fatal:", "failed:"))
                              or "hitless.deploy.rolling failed" in line):
                     print("  %6.1f s  %s" % (time.monotonic() - started,
-                                            line.rstrip().rstrip("*").rstrip()), flush=True)
+                                             line.rstrip().rstrip("*").rstrip()), flush=True)
             rc = proc.wait()
         finally:
             timer.cancel()
@@ -185,14 +186,14 @@ def run_deploy(lab, release, workdir, extra_vars=None, before_s=5.0, tail_s=2.0,
             address = lab.hosts[lb]
             out = os.path.join(workdir, "probe-%s.json" % lb)
             procs.append(spawn([sys.executable, PROBE, "--url", "http://%s:80" % address,
-                                 "--duration", str(bound), "--rate", str(rate / len(lab.lb_hosts)),
-                                 "--stop-file", stop_file, "--out", out], out[:-5] + ".log"))
+                                "--duration", str(bound), "--rate", str(rate / len(lab.lb_hosts)),
+                                "--stop-file", stop_file, "--out", out], out[:-5] + ".log"))
             outputs[("probe", lb)] = (out, out[:-5] + ".log")
             out = os.path.join(workdir, "poll-%s.json" % lb)
             procs.append(spawn([sys.executable, POLLER,
-                                 "--admin", "%s:%d" % (address, ADMIN_PORT), "--backend", APP,
-                                 "--duration", str(bound), "--stop-file", stop_file,
-                                 "--out", out], out[:-5] + ".log"))
+                                "--admin", "%s:%d" % (address, ADMIN_PORT), "--backend", APP,
+                                "--duration", str(bound), "--stop-file", stop_file,
+                                "--out", out], out[:-5] + ".log"))
             outputs[("poll", lb)] = (out, out[:-5] + ".log")
         time.sleep(before_s)
         if echo:
@@ -324,7 +325,7 @@ def print_report(lab, figures, out=sys.stdout):
             say("  %-6s failure: %s" % (host, json.dumps(info["failure"])))
     say()
     say("playbook: rc %d in %.1f s, release %s" % (figures["rc"], figures["wall_s"],
-                                                    figures["release"]))
+                                                   figures["release"]))
     say("answered by: %s" % ", ".join("%s %d" % kv
                                       for kv in sorted(figures["by_instance"].items())))
     say("during the deploy: %d requests, %d failed" % (figures["during"]["requests"],
@@ -394,7 +395,7 @@ def _shown(path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--name", default="lab", help="lab name (default lab)")
     parser.add_argument("--release", help="v1, v2, v3, broken or crash (default: v2, or the next "
                                           "release when every host serves v2 already)")

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Throwaway lab hosts with real systemd, sshd, python3 and HAProxy, for tests and the demo.
 
     lab.py up     --name NAME [--app-hosts N] [--topology lb|single] [--lb-hosts M]
@@ -270,7 +270,7 @@ def stop_host(name, host_name, info):
         for pid in sorted(left, key=lambda p: p != launcher):
             _proc.kill(pid, signal.SIGKILL)
         # Killing nspawn does not end the guest: its PID 1 and all it runs go by pid too.
-        for _ in range(50):
+        for _attempt in range(50):
             left = host_pids(name, host_name, None)
             left.update({p: s for p, s in pids.items() if _proc.alive(p, s)})
             if not left:
@@ -516,7 +516,7 @@ def cmd_status(args):
         return 1
     rows = []
     names = sorted(state["hosts"], key=lambda n: tuple(map(int, state["hosts"][n]["address"]
-                                                             .split("."))))
+                                                           .split("."))))
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
         states = {n: pool.submit(system_state, args.name, state["hosts"][n]["address"], 5)
                   for n in names}
@@ -556,7 +556,8 @@ def name_arg(value):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="lab.py", description=__doc__.split("\n\n")[0])
+    summary = __doc__.split("\n\n", maxsplit=1)[0]
+    parser = argparse.ArgumentParser(prog="lab.py", description=summary)
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="boot (or complete) the lab; idempotent")
     down = sub.add_parser("down", help="tear the lab down, leaving nothing behind")

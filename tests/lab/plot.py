@@ -121,7 +121,7 @@ def _frame(canvas, x_axis, y_axis, top, bottom, y_label, y_ticks):
 
 def _stacked(canvas, x_axis, y_axis, bin_s, stacks, colors):
     """Stacked step areas; ``stacks`` is [(name, {bin start: value})], bottom first."""
-    bins = sorted({b for _, values in stacks for b in values})
+    bins = sorted({b for _name, values in stacks for b in values})
     base = {b: 0.0 for b in bins}
     for name, values in stacks:
         upper = {b: base[b] + values.get(b, 0.0) for b in bins}
@@ -168,14 +168,14 @@ def deploy_chart(path, title, subtitle, bin_s, rate_stacks, failures, up_lines, 
     canvas.text(LEFT, 24, title, size=16, bold=True)
     canvas.text(LEFT, 42, subtitle, size=12, color="#555")
 
-    colors = {name: PALETTE[i % len(PALETTE)] for i, (name, _) in enumerate(rate_stacks)}
+    colors = {name: PALETTE[i % len(PALETTE)] for i, (name, _values) in enumerate(rate_stacks)}
     for name in colors:
         # "v1 via clone" gets a lighter shade of v1's colour.
         if name.endswith(" via clone") and name[:-len(" via clone")] in colors:
             colors[name] = lighten(colors[name[:-len(" via clone")]], 0.5)
 
     totals = {}
-    for _, values in rate_stacks:
+    for _name, values in rate_stacks:
         for start, value in values.items():
             totals[start] = totals.get(start, 0.0) + value
     for start, value in failures.items():
@@ -184,7 +184,7 @@ def deploy_chart(path, title, subtitle, bin_s, rate_stacks, failures, up_lines, 
     rate_ticks = nice_ticks(0, rate_top, 5)
     rate_axis = Axis(0, max(rate_top, rate_ticks[-1]), BOTTOM_RATE, TOP_RATE)
 
-    up_top = max([expected_up or 0] + [c for _, pts in up_lines for _, c in pts] + [1]) + 1
+    up_top = max([expected_up or 0] + [c for _name, pts in up_lines for _t, c in pts] + [1]) + 1
     up_axis = Axis(0, up_top, BOTTOM_UP, TOP_UP)
 
     _frame(canvas, x_axis, rate_axis, TOP_RATE, BOTTOM_RATE, "requests / s (%.1f s bins)" % bin_s,
@@ -218,7 +218,7 @@ def deploy_chart(path, title, subtitle, bin_s, rate_stacks, failures, up_lines, 
         y = up_axis(expected_up)
         canvas.line(LEFT, y, WIDTH - RIGHT, y, FAIL_COLOR, 1.5, dash="6,4")
 
-    hosts = sorted({host for _, _, host in marks})
+    hosts = sorted({host for _t, _label, host in marks})
     host_colors = {h: HOST_COLORS[i % len(HOST_COLORS)] for i, h in enumerate(hosts)}
     next_free = -1e9
     for t, label, host in sorted(marks):
@@ -232,12 +232,12 @@ def deploy_chart(path, title, subtitle, bin_s, rate_stacks, failures, up_lines, 
             canvas.line(x, TOP_RATE, label_x, TOP_RATE - 6, color, 0.8)
         canvas.text(label_x + 3, TOP_RATE - 8, label, size=10, color=color, rotate=-60)
 
-    entries = [(name, colors[name], "box") for name, _ in rate_stacks]
+    entries = [(name, colors[name], "box") for name, _values in rate_stacks]
     entries.append(("failed", FAIL_COLOR, "box"))
     entries += [("steps of " + h, host_colors[h], "dash") for h in hosts]
     _legend(canvas, entries, TOP_RATE)
     _legend(canvas, [(name, up_colors[i % len(up_colors)], "line")
-                     for i, (name, _) in enumerate(up_lines)]
+                     for i, (name, _points) in enumerate(up_lines)]
             + ([("app hosts (capacity)", FAIL_COLOR, "dash")] if expected_up is not None else []),
             TOP_UP)
     with open(path, "w") as handle:

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Show which release and host answer behind a lab's load balancer.
 
     show.py --name NAME [--requests 6]
@@ -38,14 +38,14 @@ def ask(url, timeout):
     try:
         data = json.loads(body)
         who = "version %s from %s:%s (pid %s)" % (data.get("version"), data.get("host"),
-                                                 data.get("port"), data.get("pid"))
+                                                  data.get("port"), data.get("pid"))
     except ValueError:
         who = body.strip()[:80]
     return "HTTP %d in %4.0f ms: %s" % (status, took, who)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--name", default="lab")
     parser.add_argument("--requests", type=int, default=6)
     parser.add_argument("--timeout", type=float, default=5.0)

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Bounded load probe: proves (or disproves) that a deploy dropped no request.
 
 It sends a steady mix of requests to one URL while a deploy runs:
@@ -233,7 +233,7 @@ def _ms(seconds):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--url", required=True, help="base URL, e.g. http://10.213.0.10:80")
     parser.add_argument("--duration", type=float, default=60.0, help="hard stop after N seconds")
     parser.add_argument("--max-requests", type=int, default=200000, help="hard stop after N requests")

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Poll HAProxy's ``show stat`` every 50 ms and record how many servers of a backend are UP.
 
 The deploy tests use it to prove capacity never dropped: the clone stands in for the original,
@@ -66,7 +66,7 @@ def poll(address, backend, duration, interval, stop_file=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--admin", required=True, help="admin socket: host:port or unix path")
     parser.add_argument("--backend", required=True)
     parser.add_argument("--duration", type=float, default=120.0)

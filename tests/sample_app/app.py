@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Sample app for hitless.deploy tests and the demo: behaves like a real web app.
 
 Python stdlib only, Python >= 3.9. The interface is documented in docs/development.md:
@@ -12,7 +12,6 @@ keep-alive connections close, SSE streams end, exit 0.
 """
 import json
 import os
-import select
 import signal
 import socket
 import sys

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Build the sample app's release archives: DIR/{v1,v2,v3,broken,crash}.tar.gz.
 
 Each archive holds ``app.py`` and ``release.json`` at its root. The archives are reproducible

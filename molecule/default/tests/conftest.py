@@ -50,7 +50,7 @@ def http_get():
     def get(host, url):
         out = host.run("python3 -c %s %s", HTTP_GET, url)
         assert out.rc == 0, "GET %s on %s: %s" % (url, host.backend.hostname, out.stderr)
-        status, _, body = out.stdout.partition(" ")
+        status, _sep, body = out.stdout.partition(" ")
         return int(status), body
     return get
 

@@ -75,7 +75,7 @@ def test_port_listens(host):
 
 
 def test_health_answers_200(host, http_get):
-    status, _ = http_get(host, "http://127.0.0.1:%d/health" % PORT)
+    status, _body = http_get(host, "http://127.0.0.1:%d/health" % PORT)
     assert status == 200
 
 

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python
 """Save HAProxy's runtime server state before a reload, or wait for the reloaded worker.
 
 Installed by the hitless.deploy.haproxy role next to the collection's _haproxy_runtime.py
@@ -111,7 +111,8 @@ def wait(client, old_pid, timeout, clock=time.monotonic, sleep=time.sleep):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="haproxy_state.py", description=__doc__.split("\n")[0])
+    summary = __doc__.split("\n", maxsplit=1)[0]
+    parser = argparse.ArgumentParser(prog="haproxy_state.py", description=summary)
     sub = parser.add_subparsers(dest="action", required=True)
     p = sub.add_parser("save")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)

@@ -236,15 +236,15 @@ def deploy_runs(lab, workdir, runs):
             out = os.path.join(workdir, "probe-%s.json" % lb)
             log = out[:-5] + ".log"
             procs.append(spawn([sys.executable, PROBE, "--url", "http://%s:80" % address,
-                                 "--duration", str(bound), "--rate", str(RATE / len(lbs)),
-                                 "--stop-file", stop_file, "--out", out], log))
+                                "--duration", str(bound), "--rate", str(RATE / len(lbs)),
+                                "--stop-file", stop_file, "--out", out], log))
             outputs[("probe", lb)] = (out, log)
             out = os.path.join(workdir, "poll-%s.json" % lb)
             log = out[:-5] + ".log"
             procs.append(spawn([sys.executable, POLLER,
-                                 "--admin", "%s:%d" % (address, ADMIN_PORT),
-                                 "--backend", APP, "--duration", str(bound),
-                                 "--stop-file", stop_file, "--out", out], log))
+                                "--admin", "%s:%d" % (address, ADMIN_PORT),
+                                "--backend", APP, "--duration", str(bound),
+                                "--stop-file", stop_file, "--out", out], log))
             outputs[("poll", lb)] = (out, log)
         time.sleep(WARMUP_S)
         started = time.time()

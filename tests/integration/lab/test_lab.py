@@ -79,7 +79,7 @@ def test_status_reports_every_host_reachable(lab):
 def test_load_balancer_serves_v1_from_both_app_hosts(lab):
     # Provisioned by tests/lab/site.yml: HAProxy on lb1 in front of the app on both app hosts.
     answers = []
-    for _ in range(6):
+    for _request in range(6):
         with urllib.request.urlopen(lab.lb_url + "/", timeout=10) as response:
             assert response.status == 200
             answers.append(json.loads(response.read()))

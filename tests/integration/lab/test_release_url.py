@@ -62,7 +62,7 @@ class RepositoryHandler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):  # pylint: disable=invalid-name
         repo = self.server
         path = urllib.parse.urlsplit(self.path).path
-        area, _, name = path.lstrip("/").partition("/")
+        area, _sep, name = path.lstrip("/").partition("/")
         sent = self.headers.get("Authorization")
         auth = None if sent is None else "token" if sent == "Bearer " + repo.token else "wrong"
         if area in ("repo", "redirect") and auth != "token":

@@ -218,7 +218,7 @@ def test_config_only_redeploy_makes_a_new_release_and_keeps_the_serving_one(flab
     digests = {h: tree_digest(flab, h, dirs[h]) for h in apps}
     env = dict(FAST["rolling_environment"], APP_VERSION=release + "-cfg")
     result = deploy(flab, tmp_path, extra_vars={"hitless_release_name": release,
-                                                 "rolling_environment": env})
+                                                "rolling_environment": env})
     assert result.rc == 0, result.tail(60)
     check_under_load(result, swapped=apps, app_hosts=apps)
     for host in apps:
@@ -237,7 +237,7 @@ def test_breaking_config_is_rolled_back_and_the_serving_release_unchanged(flab, 
     release = base_name(dirs["app1"])
     env = dict(FAST["rolling_environment"], STARTUP_DELAY="not-a-number")
     result = deploy(flab, tmp_path, extra_vars={"hitless_release_name": release,
-                                                 "rolling_environment": env})
+                                                "rolling_environment": env})
     assert result.rc != 0
     message = role_failures(result.output)["app1"]
     assert "at step upgrade" in message and "Rolled back" in message, message

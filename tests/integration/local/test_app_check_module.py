@@ -154,7 +154,7 @@ def test_waits_through_the_startup_delay(start_app):
     runner = threading.Thread(target=run)
     runner.start()
     try:
-        probed, _, _ = select.select([gate], [], [], 60)
+        probed, _writable, _failed = select.select([gate], [], [], 60)
     finally:
         gate.close()  # resets the first probe's connection: a failed attempt
     start_app("v2", delay=1.5, port=port, wait=False)

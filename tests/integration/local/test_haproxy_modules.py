@@ -116,7 +116,7 @@ def test_ready_wait_with_dead_app_fails_and_stays_out_of_traffic(haproxy):
     assert not row["status"].startswith("UP") and row["srv_admin_state"] == "8", row
     assert "set server web/app2 state ready" not in result["commands"]
     # Traffic only ever reaches app1.
-    for _ in range(6):
+    for _request in range(6):
         assert json.loads(haproxy.http_get(haproxy.web_url + "/")[1])["version"] == "app1"
 
 
@@ -131,8 +131,8 @@ def test_present_ready_absent_dynamic_server(haproxy):
         assert row["status"] == "MAINT" and row["srv_port"] == str(app3.port)
         assert result["before"] is None and result["diff"]["before"] == {"state": "absent"}
         assert result["commands"][0] == ("add server web/clone 127.0.0.1:%d check inter %d "
-                                          "rise %d fall %d" % (app3.port, haproxy.INTER_MS,
-                                                               haproxy.RISE, haproxy.FALL))
+                                         "rise %d fall %d" % (app3.port, haproxy.INTER_MS,
+                                                              haproxy.RISE, haproxy.FALL))
         assert result["commands"][1] == "enable health web/clone"
     converge(haproxy, dict(args, state="present"), "web", "clone", added)
 
@@ -140,7 +140,7 @@ def test_present_ready_absent_dynamic_server(haproxy):
         row = haproxy.server("web", "clone")
         assert row["status"] == "UP" and row["check_status"] == "L7OK"
         seen = set(json.loads(haproxy.http_get(haproxy.web_url + "/")[1])["version"]
-                   for _ in range(9))
+                   for _request in range(9))
         assert "app3" in seen, seen
     converge(haproxy, dict(args, state="ready"), "web", "clone", ready)
 
@@ -205,14 +205,14 @@ def test_clone_slot_declared_in_the_configuration(haproxy):
         row = haproxy.server("slotted", "app1-clone")
         assert row["status"] == "UP" and row["check_status"] == "L7OK"
         seen = set(json.loads(haproxy.http_get(haproxy.slotted_url + "/")[1])["version"]
-                   for _ in range(8))
+                   for _request in range(8))
         assert seen == {"app1", "app3"}, seen
     converge(haproxy, dict(args, state="ready"), "slotted", "app1-clone", ready)
 
     def drained(result):
         assert haproxy.server("slotted", "app1-clone")["status"] == "DRAIN"
         seen = set(json.loads(haproxy.http_get(haproxy.slotted_url + "/")[1])["version"]
-                   for _ in range(6))
+                   for _request in range(6))
         assert seen == {"app1"}, seen
     converge(haproxy, dict(args, state="drain"), "slotted", "app1-clone", drained)
 
@@ -370,7 +370,7 @@ def test_ready_without_wait_arms_and_a_second_call_waits(haproxy):
     # Set ready, but out of traffic until `rise` fresh checks pass.
     assert row["status"].startswith("DOWN"), row
     seen = set(json.loads(haproxy.http_get(haproxy.web_url + "/")[1])["version"]
-               for _ in range(6))
+               for _request in range(6))
     assert "app3" not in seen, seen
     waited = run_module("haproxy_server", args)
     assert not waited.failed and not waited.changed, waited

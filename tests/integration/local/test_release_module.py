@@ -266,7 +266,7 @@ def tree_sha256(top):
             full = os.path.join(dirpath, entry)
             st = os.lstat(full)
             digest.update(("%s %o %d %d %d\n" % (os.path.relpath(full, str(top)), st.st_mode,
-                                                  st.st_uid, st.st_gid, st.st_ino)).encode())
+                                                 st.st_uid, st.st_gid, st.st_ino)).encode())
             if stat.S_ISLNK(st.st_mode):
                 digest.update(os.readlink(full).encode())
             elif stat.S_ISREG(st.st_mode):
@@ -296,8 +296,9 @@ def test_same_archive_other_configuration_is_another_release(tmp_path, archives)
     assert (root / "current/.env").read_text() == "MODE=two\n"
 
     # The same code with a third configuration, no src: built from a directory of v1.
-    third = release(root, files=[{"path": ".env", "content": "MODE=three\n"}],
-                    **dict(base, src=None, state="present"))
+    third_args = dict(base)
+    third_args.update(src=None, state="present")
+    third = release(root, files=[{"path": ".env", "content": "MODE=three\n"}], **third_args)
     assert third.changed and third["files_changed"] == [".env"], third
     assert (root / "releases" / third["release"] / "app.py").read_text() == "VERSION = 'v1'\n"
     assert tree_sha256(serving) == before

@@ -19,7 +19,7 @@ def test_poller_counts_up_servers_and_sees_drain(haproxy, tmp_path):
     haproxy.cmd("set server web/app2 state drain")
     time.sleep(1.0)
     haproxy.cmd("set server web/app2 state ready")
-    stdout, _ = proc.communicate(timeout=30)
+    stdout, _stderr = proc.communicate(timeout=30)
     result = json.loads(out.read_text())
     assert proc.returncode == 0
     assert time.monotonic() - started < 15

@@ -50,7 +50,8 @@ def test_start_time_of_a_process_whose_name_has_spaces_and_parentheses(tmp_path,
 
 
 def test_start_time_of_this_process_is_stable():
-    assert _proc.start_time(os.getpid()) == _proc.start_time(os.getpid()) is not None
+    first, second = _proc.start_time(os.getpid()), _proc.start_time(os.getpid())
+    assert first == second and second is not None
     assert _proc.alive(os.getpid(), _proc.start_time(os.getpid()))
     assert not _proc.alive(os.getpid(), _proc.start_time(os.getpid()) + 1)
 

@@ -42,11 +42,11 @@ def app():
 
 def run_probe(url, out, *extra):
     return subprocess.run([sys.executable, PROBE, "--url", url, "--out", str(out), "--slow-ms", "300",
-                           *extra], capture_output=True, text=True, timeout=60)
+                           *extra], capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_healthy_app_no_failure_and_versions_recorded(app, tmp_path):
-    _, url = app
+    _proc, url = app
     started = time.monotonic()
     proc = run_probe(url, tmp_path / "r.json", "--duration", "2")
     result = json.loads((tmp_path / "r.json").read_text())
@@ -77,7 +77,7 @@ def test_dead_app_is_counted_as_failures(app, tmp_path):
 
 
 def test_max_requests_stops_the_probe(app, tmp_path):
-    _, url = app
+    _proc, url = app
     started = time.monotonic()
     proc = run_probe(url, tmp_path / "r.json", "--duration", "30", "--max-requests", "20", "--no-sse")
     result = json.loads((tmp_path / "r.json").read_text())
@@ -87,7 +87,7 @@ def test_max_requests_stops_the_probe(app, tmp_path):
 
 
 def test_stop_file_ends_the_probe(app, tmp_path):
-    _, url = app
+    _proc, url = app
     stop = tmp_path / "stop"
     probe = subprocess.Popen([sys.executable, PROBE, "--url", url, "--out", str(tmp_path / "r.json"),
                               "--duration", "30", "--stop-file", str(stop), "--slow-ms", "300"],

@@ -117,5 +117,5 @@ def run_exec_reload(values, env, timeout=60):
         done.append((argv, proc.returncode, time.monotonic() - start, proc.stdout + proc.stderr))
         if proc.returncode != 0 and not ignore:
             raise AssertionError("ExecReload %s failed (%d): %s" % (value, proc.returncode,
-                                                                   proc.stdout + proc.stderr))
+                                                                    proc.stdout + proc.stderr))
     return done

@@ -49,7 +49,7 @@ class FakeHAProxy(object):
     def serve(self):
         while not self.stop.is_set():
             try:
-                conn, _ = self.sock.accept()
+                conn, _addr = self.sock.accept()
             except socket.timeout:
                 continue
             with conn:
@@ -79,7 +79,7 @@ def tools(tmp_path):
 def cli(tools, *args, timeout=30):
     start = time.monotonic()
     proc = subprocess.run([sys.executable, tools] + [str(a) for a in args], capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, check=False)
     out = json.loads(proc.stdout)
     out["_rc"], out["_seconds"] = proc.returncode, time.monotonic() - start
     return out

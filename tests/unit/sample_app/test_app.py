@@ -122,7 +122,7 @@ def test_root_reports_identity_over_keep_alive(start_app):
     conn = http.client.HTTPConnection("127.0.0.1", app.port, timeout=5)
     try:
         bodies = []
-        for _ in range(2):  # the second request reuses the connection: HTTP/1.1 keep-alive
+        for _request in range(2):  # the second request reuses the connection: HTTP/1.1 keep-alive
             conn.request("GET", "/")
             resp = conn.getresponse()
             assert resp.status == 200
@@ -164,10 +164,10 @@ def test_startup_delay_keeps_port_closed_until_it_passes(start_app):
 
 def test_broken_release_never_passes_health(start_app):
     app = start_app(version="broken", mode="broken")
-    for _ in range(3):
+    for _request in range(3):
         assert app.get("/health")[0] == 503
         time.sleep(0.1)
-    status, _, body = app.get("/")
+    status, _ctype, body = app.get("/")
     assert status == 200 and json.loads(body)["mode"] == "broken"
 
 
@@ -184,7 +184,8 @@ def test_bad_port_exits_2(tmp_path, port):
     env = {k: v for k, v in os.environ.items() if k != "PORT"}
     if port is not None:
         env["PORT"] = port
-    res = subprocess.run([sys.executable, APP], env=env, capture_output=True, text=True, timeout=10)
+    res = subprocess.run([sys.executable, APP], env=env, capture_output=True, text=True, timeout=10,
+                         check=False)
     assert res.returncode == 2
     assert "PORT" in res.stderr
 
@@ -192,7 +193,7 @@ def test_bad_port_exits_2(tmp_path, port):
 def test_slow_answers_after_the_delay(start_app):
     app = start_app()
     t0 = time.monotonic()
-    status, _, body = app.get("/slow?ms=400")
+    status, _ctype, body = app.get("/slow?ms=400")
     took = time.monotonic() - t0
     assert status == 200 and 0.4 <= took < 2.5
     assert json.loads(body)["slept_ms"] >= 400

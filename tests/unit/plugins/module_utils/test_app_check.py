@@ -209,7 +209,7 @@ def test_passes_after_failures_and_keeps_the_last_error():
     clock = Clock()
     (check,) = checks({"tcp": {}})
     probe = Script(clock, ["connection refused"] * 3 + [None], cost=0.01)
-    outcome, _ = run(clock, [check], {"tcp": probe}, interval=0.5)
+    outcome, _msg = run(clock, [check], {"tcp": probe}, interval=0.5)
     assert outcome["passed"] and outcome["rounds"] == 4
     assert clock.sleeps == [0.5, 0.5, 0.5]
     assert check.result() == {"name": None, "kind": "tcp", "target": "127.0.0.1:8080", "passed": True,
@@ -239,8 +239,8 @@ def test_deadline_is_respected_even_by_hanging_probes():
     outcome, msg = run(clock, [check], {"http": probe}, deadline=10, interval=0.5)
     assert not outcome["passed"] and outcome["reason"] == "deadline"
     # Rounds start at 0, 4.5 and 9; the third only gets the second left before the deadline.
-    assert [at - start for at, _ in probe.calls] == [0, 4.5, 9]
-    assert [t for _, t in probe.calls] == [4, 4, pytest.approx(1)]
+    assert [at - start for at, _timeout in probe.calls] == [0, 4.5, 9]
+    assert [t for _at, t in probe.calls] == [4, 4, pytest.approx(1)]
     assert clock.now - start == pytest.approx(10) and outcome["elapsed"] == pytest.approx(10)
     assert msg.startswith("post_start checks failed, deadline of 10s reached after")
     assert "timed out" in msg
@@ -249,7 +249,7 @@ def test_deadline_is_respected_even_by_hanging_probes():
 def test_deadline_stops_before_a_round_that_could_not_start():
     clock = Clock()
     probe = Script(clock, ["connection refused"], cost=0.1)
-    outcome, _ = run(clock, checks({"tcp": {}}), {"tcp": probe}, deadline=3, interval=1)
+    outcome, _msg = run(clock, checks({"tcp": {}}), {"tcp": probe}, deadline=3, interval=1)
     # Rounds at 0, 1.1, 2.2; the next would start at 3.3 > 3.
     assert outcome["rounds"] == 3 and outcome["elapsed"] == pytest.approx(2.3)
     assert clock.sleeps == [1, 1]
@@ -260,7 +260,7 @@ def test_timeout_is_cut_to_the_time_left():
     (check,) = checks({"tcp": {"timeout": 5}})
     probe = Script(clock, ["refused"], cost=0.5)
     run(clock, [check], {"tcp": probe}, deadline=7, interval=2)
-    timeouts = [t for _, t in probe.calls]
+    timeouts = [t for _at, t in probe.calls]
     assert timeouts == [5, pytest.approx(4.5), pytest.approx(2.0)]
 
 
@@ -268,14 +268,14 @@ def test_initial_delay_counts_against_the_deadline():
     clock = Clock()
     start = clock.now
     probe = Script(clock, [None])
-    outcome, _ = run(clock, checks({"tcp": {}}), {"tcp": probe}, initial_delay=2.5, deadline=5)
+    outcome, _msg = run(clock, checks({"tcp": {}}), {"tcp": probe}, initial_delay=2.5, deadline=5)
     assert probe.calls[0] == (start + 2.5, 2.5) and outcome["elapsed"] == 2.5
 
 
 def test_consecutive_passes_are_required():
     clock = Clock()
     probe = Script(clock, [None, "flap", None, None, None, "never reached"])
-    outcome, _ = run(clock, checks({"tcp": {}}), {"tcp": probe}, require_consecutive=3, interval=0.2)
+    outcome, _msg = run(clock, checks({"tcp": {}}), {"tcp": probe}, require_consecutive=3, interval=0.2)
     assert outcome["passed"] and outcome["rounds"] == 5 and outcome["consecutive"] == 3
 
 
@@ -293,7 +293,7 @@ def test_only_failing_checks_are_named():
     clock = Clock()
     check_list = checks({"name": "ok", "tcp": {}}, {"name": "bad", "command": {"argv": ["false"]}})
     probes = {"tcp": Script(clock, [None]), "command": Script(clock, ["rc 1, expected 0; stderr: ''"])}
-    _, msg = run(clock, check_list, probes, retries=0)
+    _outcome, msg = run(clock, check_list, probes, retries=0)
     assert "checks[1] 'bad' (command false): rc 1, expected 0" in msg and "'ok'" not in msg
 
 
@@ -327,6 +327,6 @@ def test_no_round_starts_at_the_deadline(interval, cost, starts, sleeps):
     # The next round would start at 3 s, the deadline, with no time left to probe.
     clock = Clock()
     probe = Script(clock, ["connection refused"], cost=cost)
-    outcome, _ = run(clock, checks({"tcp": {}}), {"tcp": probe}, deadline=3, interval=interval)
-    assert [at - 100 for at, _ in probe.calls] == starts and clock.sleeps == sleeps
+    outcome, _msg = run(clock, checks({"tcp": {}}), {"tcp": probe}, deadline=3, interval=interval)
+    assert [at - 100 for at, _timeout in probe.calls] == starts and clock.sleeps == sleeps
     assert outcome["reason"] == "deadline" and not outcome["cut_short"]

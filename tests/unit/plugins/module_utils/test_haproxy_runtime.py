@@ -235,7 +235,7 @@ def test_real_socket_round_trip(tmp_path):
     got = []
 
     def serve():
-        conn, _ = listener.accept()
+        conn, _addr = listener.accept()
         got.append(conn.recv(100))
         conn.sendall(b"Server deleted.\n")
         conn.close()
