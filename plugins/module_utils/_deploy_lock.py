@@ -3,10 +3,14 @@
 """The deploy lock of one HAProxy backend: one rollout at a time, and who holds it.
 
 The lock is a JSON file ``<lock_dir>/<backend>.json`` on every HAProxy host of the backend:
-``{"deploy_id", "holder": {...}, "backend", "hosts": [...], "since", "updated"}``. ``hosts`` are
-the app hosts of the rollout that have not finished yet; the lock is free again when the last
-one leaves, or when the rollout stops (``absent``). Deploys with the same ``deploy_id`` (the
-slices of one sliced job, a re-run to resume) share it. Read-modify-write happens under an
+``{"deploy_id", "holder": {...}, "backend", "hosts": [...], "since", "updated", "entered_by",
+"holders"}``. ``hosts`` are the app hosts of the rollout that have not finished yet; the lock is
+free again when the last one leaves, or when the rollout stops (``absent``). Deploys with the
+same ``deploy_id`` (the slices of one sliced job, a re-run to resume) share it; each run (one
+ansible-playbook process, named by its holder's controller, pid and pid start) answers for the
+hosts it entered (``entered_by``: host -> run, ``holders``: run -> holder), so a run that stops
+takes only its own hosts out, never the hosts of another slice still at work, and ``holder``
+is always a run that still has hosts. Read-modify-write happens under an
 ``flock`` on ``<backend>.guard`` so two deploys that start in the same second cannot both win,
 and the file is replaced atomically (temp file, fsync, rename) so a crash never leaves half a
 lock. Pure stdlib; runs on the target (Python >= 3.9).
@@ -22,7 +26,7 @@ import time
 from ansible_collections.hitless.deploy.plugins.module_utils._atomic import remove, write_json
 
 LOCK_DIR = "/var/lib/hitless-deploy/locks"
-STATES = ("held", "released", "absent", "info")
+STATES = ("held", "released", "absent")
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
 
 
@@ -41,9 +45,9 @@ def check_params(params):
     if not _NAME.match(backend):
         raise LockError("backend %r must be a HAProxy backend name (letters, digits, '_.:-')"
                         % backend, "backend")
-    if params["state"] != "info" and not params.get("deploy_id"):
+    if params.get("state") and not params.get("deploy_id"):
         raise LockError("deploy_id is required with state %s" % params["state"], "deploy_id")
-    if params["state"] in ("held", "released") and not params.get("host"):
+    if params.get("state") in ("held", "released") and not params.get("host"):
         raise LockError("host is required with state %s" % params["state"], "host")
 
 
@@ -90,6 +94,22 @@ def describe(lock):
     return ", ".join(parts)
 
 
+def run_of(holder):
+    """The run a holder belongs to: its controller and ansible-playbook process (pid and start
+    time). The slices of one sliced job share the deploy id, not the run."""
+    holder = holder or {}
+    return "%s/%s/%s" % (holder.get("controller") or "", holder.get("pid") or "",
+                         holder.get("pid_start") or "")
+
+
+def _created(params, hosts, now, **extra):
+    holder = params.get("holder") or {}
+    run = run_of(holder)
+    return dict({"deploy_id": params["deploy_id"], "holder": holder,
+                 "backend": params["backend"], "hosts": hosts, "since": now, "updated": now,
+                 "entered_by": dict.fromkeys(hosts, run), "holders": {run: holder}}, **extra)
+
+
 def _held(params, lock, now):
     """The lock after ``params``' deploy enters it; raises when another deploy holds it."""
     deploy_id, host = params["deploy_id"], params["host"]
@@ -97,21 +117,54 @@ def _held(params, lock, now):
     if host not in hosts:
         hosts.append(host)
     if lock is None:
-        return {"deploy_id": deploy_id, "holder": params.get("holder") or {},
-                "backend": params["backend"], "hosts": hosts, "since": now, "updated": now}, None
+        return _created(params, hosts, now), None
     if lock.get("deploy_id") == deploy_id:
-        if host in lock.get("hosts", []):
+        holder = params.get("holder") or {}
+        run = run_of(holder)
+        listed = lock.get("hosts", [])
+        entered_by = lock.get("entered_by")
+        if entered_by is None:
+            # A lock written before runs were recorded: hosts are entered as they were then.
+            if host in listed:
+                return lock, None
+            return dict(lock, hosts=listed + [host], updated=now), None
+        if host in listed and entered_by.get(host) == run:
             return lock, None
-        return dict(lock, hosts=lock.get("hosts", []) + [host], updated=now), None
+        # Another run of the same rollout (a slice) enters: it answers for this host and for
+        # its other hosts nobody listed yet, as a run that creates the lock does.
+        added = [h for h in hosts if h not in listed]
+        entered_by = dict(entered_by, **dict.fromkeys(added, run))
+        entered_by[host] = run
+        holders = dict(lock.get("holders") or {})
+        holders.setdefault(run, holder)
+        return dict(lock, hosts=listed + added, entered_by=entered_by, holders=holders,
+                    updated=now), None
     if params.get("takeover_from") and params["takeover_from"] == lock.get("deploy_id"):
         # The interrupted rollout's unfinished hosts stay listed: each is repaired from its own
         # journal when this rollout reaches it, and the lock is free only once all are done.
         merged = list(lock.get("hosts", [])) + [h for h in hosts if h not in lock.get("hosts", [])]
-        return {"deploy_id": deploy_id, "holder": params.get("holder") or {},
-                "backend": params["backend"], "hosts": merged, "since": now, "updated": now,
-                "took_over_from": lock.get("deploy_id")}, lock.get("deploy_id")
+        took_over = lock.get("deploy_id")
+        return _created(params, merged, now, took_over_from=took_over), took_over
     raise LockError("backend %s is locked by another rollout: %s"
                     % (params["backend"], describe(lock)), "deploy_id", lock=lock)
+
+
+def _keeping(lock, hosts, now):
+    """``lock`` with only ``hosts`` left (None when none is), its runs and holder pruned to the
+    runs that still answer for one of them."""
+    if not hosts:
+        return None
+    if lock.get("entered_by") is None:
+        return dict(lock, hosts=hosts, updated=now)
+    entered_by = {h: run for h, run in lock["entered_by"].items() if h in hosts}
+    holders = {run: holder for run, holder in (lock.get("holders") or {}).items()
+               if run in entered_by.values()}
+    holder = lock.get("holder") or {}
+    if holders and run_of(holder) not in holders:
+        # The run named as the holder has left: name one that is still at work.
+        holder = holders.get(entered_by.get(hosts[0]), next(iter(holders.values())))
+    return dict(lock, hosts=hosts, entered_by=entered_by, holders=holders, holder=holder,
+                updated=now)
 
 
 def _released(params, lock, now):
@@ -120,13 +173,27 @@ def _released(params, lock, now):
     hosts = [h for h in lock.get("hosts", []) if h != params["host"]]
     if hosts == lock.get("hosts", []):
         return lock
-    return dict(lock, hosts=hosts, updated=now) if hosts else None
+    return _keeping(lock, hosts, now)
 
 
-def _absent(params, lock):
+def _absent(params, lock, now):
+    """A run that stops leaves with all the hosts it answers for; the hosts of another run of
+    the same rollout (a slice still at work) keep the lock held."""
     if lock is None or lock.get("deploy_id") != params["deploy_id"]:
         return lock
-    return None
+    entered_by = lock.get("entered_by")
+    if entered_by is None:
+        return None
+    run = run_of(params.get("holder"))
+    return _keeping(lock, [h for h in lock.get("hosts", [])
+                           if entered_by.get(h, run) != run], now)
+
+
+def read(params):
+    """What ``deploy_lock_info`` returns: the lock of the backend as found (None when free)."""
+    check_params(params)
+    path = lock_path(params.get("lock_dir") or LOCK_DIR, params["backend"])
+    return {"changed": False, "lock": read_lock(path), "path": path}
 
 
 def ensure(params, check_mode, clock=time.time):
@@ -135,9 +202,6 @@ def ensure(params, check_mode, clock=time.time):
     lock_dir = params.get("lock_dir") or LOCK_DIR
     path = lock_path(lock_dir, params["backend"])
     state = params["state"]
-    if state == "info":
-        lock = read_lock(path)
-        return {"changed": False, "lock": lock, "path": path, "took_over_from": None}
     now = round(clock(), 3)
     # Check mode only reads: no guard file is created.
     with guarded(lock_dir, params["backend"]) if not check_mode else contextlib.nullcontext():
@@ -148,7 +212,7 @@ def ensure(params, check_mode, clock=time.time):
         elif state == "released":
             after = _released(params, before, now)
         else:
-            after = _absent(params, before)
+            after = _absent(params, before, now)
         changed = after != before
         if changed and not check_mode:
             if after is None:
@@ -157,4 +221,3 @@ def ensure(params, check_mode, clock=time.time):
                 write_json(path, after)
     return {"changed": changed, "lock": after, "path": path, "took_over_from": took_over,
             "diff": {"before": before or {}, "after": after or {}}}
-

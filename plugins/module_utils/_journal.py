@@ -23,7 +23,7 @@ from ansible_collections.hitless.deploy.plugins.module_utils._atomic import fsyn
 from ansible_collections.hitless.deploy.plugins.module_utils._listeners import (
     describe, listeners, process_cwd)
 
-STATES = ("info", "step", "done")
+STATES = ("step", "done")
 JOURNAL = "journal.json"
 LAST = "journal-last.json"
 _SHOW = ("ActiveState", "SubState", "MainPID", "Result")
@@ -125,16 +125,23 @@ def record(journal, params, now):
     return journal
 
 
+def read(params, show, proc="/proc"):
+    """What ``deploy_journal_info`` returns: the open journal, the last closed one, the host."""
+    root = params["root"]
+    path = os.path.join(state_dir(root), JOURNAL)
+    return {"changed": False, "path": path, "journal": read_json(path),
+            "last": read_json(os.path.join(state_dir(root), LAST)),
+            "host": observe(root, params["name"], params.get("ports") or [], show, proc)}
+
+
 def run(params, show, check_mode, clock=time.time, proc="/proc"):
+    """Carry out one task of ``deploy_journal`` (state step or done)."""
+    del show, proc  # the host is read by deploy_journal_info
     root = params["root"]
     path = os.path.join(state_dir(root), JOURNAL)
     before = read_json(path)
     state = params["state"]
     result = {"changed": False, "path": path, "journal": before}
-    if state == "info":
-        result["host"] = observe(root, params["name"], params.get("ports") or [], show, proc)
-        result["last"] = read_json(os.path.join(state_dir(root), LAST))
-        return result
     if state == "step":
         after = record(before, params, round(clock(), 3))
         if not check_mode:

@@ -7,9 +7,9 @@ module: deploy_lock
 short_description: One rollout per HAProxy backend at a time, recording who holds it
 version_added: 0.1.0
 description:
-  - Takes, leaves, removes or reads the deploy lock of one HAProxy backend, a JSON file
+  - Takes, leaves or removes the deploy lock of one HAProxy backend, a JSON file
     C(LOCK_DIR/BACKEND.json) on the HAProxy host. Run it on every HAProxy host of the backend
-    (C(delegate_to)).
+    (C(delegate_to)). M(hitless.deploy.deploy_lock_info) reads it.
   - The lock names its holder (controller host, user, ansible-playbook pid, release, start time)
     and the O(deploy_id) of the rollout, and lists the app hosts of that rollout that have not
     finished. A second rollout with another O(deploy_id) is refused with a message naming the
@@ -41,10 +41,9 @@ options:
         when another rollout holds it.
       - V(released) removes O(host) from the lock; the lock is free when no host is left.
       - V(absent) frees the lock if O(deploy_id) holds it (a rollout that stops).
-      - V(info) only reads it.
       - V(released) and V(absent) never touch a lock held by another O(deploy_id).
     type: str
-    choices: [held, released, absent, info]
+    choices: [held, released, absent]
     default: held
   deploy_id:
     description:
@@ -94,6 +93,7 @@ notes:
   - The lock is not a change to the host in the sense of idempotence; the rolling role reports
     its tasks as not changed.
 seealso:
+  - module: hitless.deploy.deploy_lock_info
   - ref: ansible_collections.hitless.deploy.rolling_role
     description: >-
       The rolling deploy role, which takes this lock on every HAProxy host before a rollout
@@ -128,7 +128,7 @@ deploy_id:
   returned: always
   type: str
 lock:
-  description: The lock after the task (null when free), or as found with O(state=info).
+  description: The lock after the task (null when free).
   returned: success
   type: dict
 held_by:

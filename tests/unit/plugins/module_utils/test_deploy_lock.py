@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from ansible_collections.hitless.deploy.plugins.module_utils import _deploy_lock
 from ansible_collections.hitless.deploy.plugins.module_utils._deploy_lock import (
     LockError, describe, ensure, lock_path)
 
@@ -82,6 +83,18 @@ def test_release_and_absent_never_touch_another_deploys_lock(tmp_path):
 def test_check_mode_writes_nothing(tmp_path):
     result = ensure(params(tmp_path), True)
     assert result["changed"] and read(tmp_path) is None
+
+
+def test_reading_the_lock_changes_nothing(tmp_path):
+    info = {"backend": "demo", "lock_dir": str(tmp_path)}
+    assert _deploy_lock.read(info) == {"changed": False, "lock": None,
+                                       "path": lock_path(str(tmp_path), "demo")}
+    assert not os.listdir(str(tmp_path))
+    ensure(params(tmp_path), False)
+    assert _deploy_lock.read(info)["lock"] == read(tmp_path)
+    with pytest.raises(LockError) as err:
+        _deploy_lock.read(dict(info, backend="de mo"))
+    assert err.value.param == "backend"
 
 
 def test_bad_input_names_the_parameter(tmp_path):

@@ -4,7 +4,8 @@ import os
 import pytest
 
 from ansible_collections.hitless.deploy.plugins.module_utils import _journal
-from ansible_collections.hitless.deploy.plugins.module_utils._journal import JournalError, run
+from ansible_collections.hitless.deploy.plugins.module_utils._journal import (
+    JournalError, read, run)
 
 
 def params(root, **kw):
@@ -60,7 +61,7 @@ def test_info_reports_links_and_instances(tmp_path, monkeypatch):
     monkeypatch.setattr(_journal, "process_cwd", lambda pid, proc: str(root / "releases" / "v1"))
     shows = {"demo@8080.service": {"ActiveState": "active", "MainPID": "5"},
              "demo@8081.service": {"ActiveState": "inactive", "MainPID": "0"}}
-    result = run(params(root, state="info", ports=[8080, 8081]), shows.__getitem__, False)
+    result = read(params(root, ports=[8080, 8081]), shows.__getitem__)
     host = result["host"]
     assert (host["current"], host["previous"], host["current_is_link"]) == ("v1", None, True)
     assert host["instances"]["8080"]["running_release"] == "v1"
@@ -74,4 +75,14 @@ def test_a_torn_journal_is_an_error_not_an_empty_one(tmp_path):
     with open(os.path.join(str(tmp_path), ".hitless", "journal.json"), "w") as handle:
         handle.write("{")
     with pytest.raises(JournalError):
-        run(params(tmp_path, state="info"), no_show, False)
+        read(params(tmp_path), no_show)
+
+
+def test_read_reports_the_open_and_the_last_journal(tmp_path):
+    run(params(tmp_path), no_show, False)
+    read_open = read(params(tmp_path), no_show)
+    assert read_open["journal"]["step"] == "clone" and read_open["last"] is None
+    run(params(tmp_path, state="done", outcome="deployed"), no_show, False)
+    read_closed = read(params(tmp_path), no_show)
+    assert read_closed["journal"] is None and read_closed["last"]["outcome"] == "deployed"
+    assert not read_closed["changed"]

@@ -1,0 +1,133 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+module: deploy_journal_info
+short_description: Read the on-host journal of a rolling deploy, and what the host runs now
+version_added: 0.1.0
+description:
+  - Reads C(ROOT/.hitless/journal.json), the record of one host's rolling deploy that
+    M(hitless.deploy.deploy_journal) writes, and the last closed one.
+  - Reads in the same call what the host runs; where C(current) and C(previous) point, free
+    space under O(root), and for each of O(ports) the unit C(NAME@PORT), the release its main
+    process really runs (the working directory it started in) and every process listening on
+    the port, naming those that do not belong to the unit.
+author: hitless.deploy developers (@hitless-deploy)
+extends_documentation_fragment:
+  - hitless.deploy.attributes
+  - hitless.deploy.attributes.info_module
+options:
+  root:
+    description: The app's root, as laid out by M(hitless.deploy.release).
+    type: path
+    required: true
+  name:
+    description: Prefix of the app's template unit C(NAME@.service).
+    type: str
+    required: true
+  ports:
+    description: Ports whose instance and listeners are reported.
+    type: list
+    elements: int
+    default: []
+seealso:
+  - module: hitless.deploy.deploy_journal
+  - ref: ansible_collections.hitless.deploy.rolling_role
+    description: >-
+      The rolling deploy role, whose preflight and repair start from this read. See
+      C(ansible-doc -t role hitless.deploy.rolling).
+"""
+
+EXAMPLES = r"""
+- name: Read the journal and what runs on ports 8080 and 8081
+  hitless.deploy.deploy_journal_info:
+    root: /srv/demo
+    name: demo
+    ports: [8080, 8081]
+  register: host_state
+
+- name: Stop when an interrupted deploy is still open
+  ansible.builtin.assert:
+    that: host_state.journal is none
+    fail_msg: "Deploy {{ host_state.journal.deploy_id }} stopped at {{ host_state.journal.step }}"
+"""
+
+RETURN = r"""
+journal:
+  description: The open journal, or null.
+  returned: always
+  type: dict
+last:
+  description: The last closed journal, or null.
+  returned: always
+  type: dict
+host:
+  description: What the host runs.
+  returned: always
+  type: dict
+  contains:
+    current:
+      description: Release C(current) points to, or null.
+      type: str
+    current_is_link:
+      description: Whether C(current) is a symlink.
+      type: bool
+    previous:
+      description: Release C(previous) points to, or null.
+      type: str
+    free_mb:
+      description: MiB available under O(root).
+      type: int
+    instances:
+      description:
+        - For each of O(ports) (as a string key), C(unit), C(active_state), C(sub_state),
+          C(main_pid), C(running_path) and C(running_release) (the release directory the main
+          process runs in, or null), C(listeners) (C(pid), C(cmdline), C(unit)) and
+          C(foreign_listeners) (descriptions of listeners that are not the unit's).
+      type: dict
+path:
+  description: The journal file.
+  returned: always
+  type: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.hitless.deploy.plugins.module_utils._app_instance import parse_show
+from ansible_collections.hitless.deploy.plugins.module_utils._journal import (
+    SHOW_ARGS,
+    JournalError,
+    read,
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            root=dict(type="path", required=True),
+            name=dict(type="str", required=True),
+            ports=dict(type="list", elements="int", default=[]),
+        ),
+        supports_check_mode=True,
+    )
+    systemctl = module.get_bin_path("systemctl", required=True)
+
+    def show(unit):
+        rc, out, err = module.run_command([systemctl] + SHOW_ARGS + [unit],
+                                          environ_update={"SYSTEMD_PAGER": "", "LC_ALL": "C"})
+        if rc != 0:
+            module.fail_json(msg="systemctl show %s failed (rc=%d): %s" % (unit, rc, err.strip()))
+        return parse_show(out)
+
+    try:
+        result = read(module.params, show)
+    except JournalError as e:
+        module.fail_json(msg=e.msg, param=e.param)
+    except (IOError, OSError) as e:
+        module.fail_json(msg="journal under %s: %s" % (module.params["root"], e))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
