@@ -51,6 +51,13 @@ def holder_gone(holder, identity, proc="/proc"):
     return start is None or (holder.get("pid_start") is not None and start != holder["pid_start"])
 
 
+def lock_abandoned(lock, identity, proc="/proc"):
+    """True only when every run holding ``lock`` is gone: the slices of one sliced job hold it
+    together, and one slice that died does not let another rollout in while the others work."""
+    holders = list((lock.get("holders") or {}).values()) or [lock.get("holder")]
+    return all(holder_gone(holder, identity, proc) for holder in holders)
+
+
 class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
@@ -67,7 +74,7 @@ class ActionModule(ActionBase):
                                       task_vars=task_vars)
         lock = answer.get("held_by") or {}
         if (answer.get("failed") and lock and take_over_dead and args.get("state") == "held"
-                and holder_gone(lock.get("holder"), identity)):
+                and lock_abandoned(lock, identity)):
             args["takeover_from"] = lock.get("deploy_id")
             answer = self._execute_module(module_name="hitless.deploy.deploy_lock",
                                           module_args=args, task_vars=task_vars)

@@ -154,8 +154,10 @@ class Run:
     ``action(proc)`` once (from the reader thread), for example :func:`kill_group` to SIGKILL
     the controller's whole process group as a dying CI runner would, or a ``systemctl reload
     haproxy`` on an LB host. ``wait`` False starts it and lets the next run start at once
-    (two deploys at the same time).
+    (two deploys at the same time). ``argv``, when set, is run instead of ansible-playbook
+    (an ``ansible-runner run`` of an AWX-style private data directory), under the same probes.
     """
+    argv = None
 
     def __init__(self, playbook="rolling", release=None, extra_vars=None, triggers=(),
                  wait=True, timeout=PLAYBOOK_TIMEOUT, args=()):
@@ -181,6 +183,8 @@ def task_line(name):
 
 
 def _command(lab, run, report_dir):
+    if run.argv:
+        return run.argv
     variables = dict(FAST, rolling_report_dir=report_dir)
     if run.release:
         variables["hitless_release_src"] = os.path.join(os.environ["HITLESS_RELEASES"],

@@ -1,7 +1,7 @@
 import os
 
 from ansible_collections.hitless.deploy.plugins.action.deploy_lock import (
-    controller_identity, holder_gone, process_start)
+    controller_identity, holder_gone, lock_abandoned, process_start)
 
 
 def test_this_process_is_alive_and_identified():
@@ -20,3 +20,13 @@ def test_a_holder_on_another_controller_is_never_proven_gone():
     me = controller_identity()
     assert not holder_gone({"controller": "elsewhere", "pid": 2 ** 22 + 7}, me)
     assert not holder_gone({}, me)
+
+
+def test_a_lock_of_slices_is_abandoned_only_when_every_slice_is_gone():
+    me = controller_identity()
+    dead = {"controller": me["controller"], "pid": 2 ** 22 + 7, "pid_start": "1"}
+    alive = dict(me)
+    assert lock_abandoned({"holder": dead}, me)
+    assert lock_abandoned({"holder": dead, "holders": {"a": dead}}, me)
+    assert not lock_abandoned({"holder": dead, "holders": {"a": dead, "b": alive}}, me)
+    assert not lock_abandoned({"holder": alive, "holders": {"b": alive}}, me)
