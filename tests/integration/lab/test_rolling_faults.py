@@ -101,7 +101,10 @@ def test_controller_killed_then_a_plain_rerun_converges(flab, tmp_path, task):
     assert record["outcome"] in ("deployed", "unchanged"), record
     if record["outcome"] == "unchanged":
         # Finished forward by the repair: only after the original passed its checks there.
-        assert record["repaired"].endswith("forward"), record
+        # The kill lands as the task's line is read; a module as quick as closing the journal
+        # may have finished by then, and a closed journal leaves nothing to repair.
+        closed_in_time = task == "Close the journal" and not record["repaired"]
+        assert record["repaired"].endswith("forward") or closed_in_time, record
     print(task, result.summary())
 
 
