@@ -134,9 +134,8 @@ def read(params, show, proc="/proc"):
             "host": observe(root, params["name"], params.get("ports") or [], show, proc)}
 
 
-def run(params, show, check_mode, clock=time.time, proc="/proc"):
-    """Carry out one task of ``deploy_journal`` (state step or done)."""
-    del show, proc  # the host is read by deploy_journal_info
+def run(params, check_mode, clock=time.time):
+    """Carry out one task of ``deploy_journal`` (state step or done); ``read`` is the reader."""
     root = params["root"]
     path = os.path.join(state_dir(root), JOURNAL)
     before = read_json(path)

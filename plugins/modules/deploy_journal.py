@@ -109,7 +109,7 @@ def main():
         supports_check_mode=True,
     )
     try:
-        result = run(module.params, None, module.check_mode)
+        result = run(module.params, module.check_mode)
     except JournalError as e:
         module.fail_json(msg=e.msg, param=e.param)
     except (IOError, OSError) as e:

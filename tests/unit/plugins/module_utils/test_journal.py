@@ -21,8 +21,8 @@ def no_show(unit):
 
 
 def test_steps_accumulate_and_are_written_atomically(tmp_path):
-    run(params(tmp_path), no_show, False, clock=lambda: 1.0)
-    result = run(params(tmp_path, step="route_to_clone", data={}), no_show, False, clock=lambda: 2.0)
+    run(params(tmp_path), False, clock=lambda: 1.0)
+    result = run(params(tmp_path, step="route_to_clone", data={}), False, clock=lambda: 2.0)
     journal = json.load(open(os.path.join(str(tmp_path), ".hitless", "journal.json")))
     assert journal == result["journal"]
     assert journal["step"] == "route_to_clone" and journal["release"] == "v2"
@@ -31,24 +31,24 @@ def test_steps_accumulate_and_are_written_atomically(tmp_path):
 
 
 def test_another_deploys_open_journal_is_refused(tmp_path):
-    run(params(tmp_path), no_show, False)
+    run(params(tmp_path), False)
     with pytest.raises(JournalError) as err:
-        run(params(tmp_path, deploy_id="d2"), no_show, False)
+        run(params(tmp_path, deploy_id="d2"), False)
     assert err.value.param == "deploy_id" and "still open" in err.value.msg
-    assert run(params(tmp_path, deploy_id="d2", replace=True), no_show, False)["journal"]["deploy_id"] == "d2"
+    assert run(params(tmp_path, deploy_id="d2", replace=True), False)["journal"]["deploy_id"] == "d2"
 
 
 def test_done_moves_the_journal_to_last(tmp_path):
-    run(params(tmp_path), no_show, False)
-    result = run(params(tmp_path, state="done", outcome="deployed"), no_show, False)
+    run(params(tmp_path), False)
+    result = run(params(tmp_path, state="done", outcome="deployed"), False)
     assert result["journal"] is None and result["last"]["outcome"] == "deployed"
     assert not os.path.exists(os.path.join(str(tmp_path), ".hitless", "journal.json"))
-    again = run(params(tmp_path, state="done"), no_show, False)
+    again = run(params(tmp_path, state="done"), False)
     assert not again["changed"]
 
 
 def test_check_mode_writes_nothing(tmp_path):
-    assert run(params(tmp_path), no_show, True)["changed"]
+    assert run(params(tmp_path), True)["changed"]
     assert not os.path.exists(os.path.join(str(tmp_path), ".hitless"))
 
 
@@ -79,10 +79,10 @@ def test_a_torn_journal_is_an_error_not_an_empty_one(tmp_path):
 
 
 def test_read_reports_the_open_and_the_last_journal(tmp_path):
-    run(params(tmp_path), no_show, False)
+    run(params(tmp_path), False)
     read_open = read(params(tmp_path), no_show)
     assert read_open["journal"]["step"] == "clone" and read_open["last"] is None
-    run(params(tmp_path, state="done", outcome="deployed"), no_show, False)
+    run(params(tmp_path, state="done", outcome="deployed"), False)
     read_closed = read(params(tmp_path), no_show)
     assert read_closed["journal"] is None and read_closed["last"]["outcome"] == "deployed"
     assert not read_closed["changed"]
