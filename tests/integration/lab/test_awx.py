@@ -43,7 +43,6 @@ THIS ORDER (the lab starts on v1, as tests/lab/site.yml leaves it):
 A test whose prerequisite did not pass is skipped, naming it.
 """
 import hashlib
-import http.server
 import json
 import os
 import re
@@ -52,7 +51,6 @@ import stat
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import pytest
@@ -64,6 +62,7 @@ import _deploy  # noqa: E402
 from _deploy import (APP, FAST, LOCK_DIR, Run, base_name, check_clean,  # noqa: E402
                      check_under_load, current_release, deploy_runs, host_state)
 from _labs import REPO, BootedLab, LabError, booted_lab, ensure_releases  # noqa: E402
+from _repository import serving  # noqa: E402
 
 LAB_NAME = "awx"
 APP_HOSTS = 4
@@ -148,33 +147,12 @@ def fixture_control_dir():
     shutil.rmtree(path, ignore_errors=True)
 
 
-class _Repository(http.server.SimpleHTTPRequestHandler):
-    """The release archives, to a client that sends the token only."""
-
-    def do_GET(self):
-        if self.headers.get("Authorization") != "Bearer " + TOKEN:
-            self.send_error(401)
-            return
-        super().do_GET()
-
-    def log_message(self, *args):  # pylint: disable=arguments-differ
-        pass
-
-
 @pytest.fixture(name="repository", scope="module")
 def fixture_repository():
-    """An artifact repository on the controller serving $HITLESS_RELEASES; its base URL."""
-    releases = ensure_releases()
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), lambda *args: _Repository(*args, directory=releases))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield "http://127.0.0.1:%d" % server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    """An artifact repository on the controller serving $HITLESS_RELEASES to the token only
+    (tests/integration/lab/_repository.py); its base URL."""
+    with serving(ensure_releases(), TOKEN) as repo:
+        yield repo.url("/repo")
 
 
 def survey_vars(name, answers):
