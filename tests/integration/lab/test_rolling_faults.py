@@ -11,7 +11,8 @@ HAProxy servers, journal, lock) and who answered.
 - a config-only redeploy: a new release directory, the serving one unchanged, the clone served
   the old configuration; a breaking configuration: rolled back, serving release unchanged;
 - `systemctl reload haproxy` in each LB window: the deploy completes;
-- a failing hook after route back and after cleanup: no restart of a serving instance, no mark.
+- a failing hook after route back and after cleanup: no restart of a serving instance, no mark;
+  one after upgrade or before route back: rolled back, no mark, a re-run deploys the release.
 
 The tests run in this order and each starts from what the previous one left (FROM below).
 """
@@ -281,19 +282,25 @@ def restarts_since(flab, host, epoch):
                   % (APP, PORT, int(epoch))))
 
 
-@pytest.mark.parametrize("hook", ["after_route_back", "after_cleanup"])
-def test_failing_hook_after_route_back_rolls_nothing_back(flab, tmp_path, hook):
+def deploy_with_failing_hook(flab, tmp_path, hook):
+    """Deploy the next release with ``hook`` failing; app1's clone stood in, app2 was not
+    reached: capacity held, nothing failed. Returns the run, both releases and app1's message."""
     old = serving(flab)
     new = NEXT[old]
     result = deploy(flab, tmp_path, release=new,
                     extra_vars={"rolling_hooks": {hook: os.path.join(HOOKS, "fail.yml")}})
     assert result.rc != 0
-    apps = flab.groups["app"]
-    # app1's clone stood in, app2 was not reached: capacity held, nothing failed.
-    check_under_load(result, swapped=["app1"], app_hosts=apps)
+    check_under_load(result, swapped=["app1"], app_hosts=flab.groups["app"])
     assert set(result.by_version) <= {old, new}, result.by_version
     message = role_failures(result.output)["app1"]
     assert "this hook fails on purpose" in message, message
+    return result, old, new, message
+
+
+@pytest.mark.parametrize("hook", ["after_route_back", "after_cleanup"])
+def test_failing_hook_after_route_back_rolls_nothing_back(flab, tmp_path, hook):
+    result, old, new, message = deploy_with_failing_hook(flab, tmp_path, hook)
+    apps = flab.groups["app"]
     assert "nothing was rolled back or marked bad" in message, message
     # Only the upgrade restarted the original; after that it served and was left alone.
     assert restarts_since(flab, "app1", result.started) == 1
@@ -305,6 +312,21 @@ def test_failing_hook_after_route_back_rolls_nothing_back(flab, tmp_path, hook):
     check_under_load(again, swapped=["app2"], app_hosts=apps)
     check_clean(flab, new)
     assert again.answered_after_end() == {(h, new) for h in apps}, again.answered_after_end()
+
+
+# A hook runs while the step is still the phase it closes: these fail before traffic is back on
+# the upgraded original, so they roll back; a hook is never the release's fault, so no mark.
+@pytest.mark.parametrize("hook,step", [("after_upgrade", "upgrade"),
+                                       ("before_route_back", "post_start")])
+def test_failing_hook_before_route_back_rolls_back_and_marks_nothing(flab, tmp_path, hook, step):
+    old, new, message = deploy_with_failing_hook(flab, tmp_path, hook)[1:]
+    assert "at step %s" % step in message, message
+    assert "Rolled back" in message and "marked bad" not in message, message
+    assert serving(flab) == old
+    assert sh(flab, "app1", "ls -A %s/.hitless/bad 2>/dev/null || true" % ROOT).split() == []
+    # Not marked, the same release deploys on a plain re-run.
+    again = deploy(flab, mkdir(tmp_path / "again"), release=new)
+    check_converged(flab, again, new, old)
 
 
 def mkdir(path):
