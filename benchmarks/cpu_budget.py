@@ -171,7 +171,7 @@ def report(lab, costs, rows):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--deploys", type=int, default=4)
     parser.add_argument("--calls", type=int, default=10)
     parser.add_argument("--lab", help="a running lab to use (left up); default: boot benchcpu")
