@@ -16,11 +16,11 @@ import time
 from ansible_collections.hitless.deploy.plugins.module_utils import _listeners
 from ansible_collections.hitless.deploy.plugins.module_utils._deadline import Deadline, Retry, TimedOut, retry_until
 from ansible_collections.hitless.deploy.plugins.module_utils._pin import (  # noqa: F401 (re-exported)
-    DROP_IN, RUNTIME_DIR, drop_in_content, pinned_to)
+    DROP_IN, RUNTIME_DIR, drop_in_content, pinned_to, unsafe_path)
 
 _UNIT_PREFIX = re.compile(r"^[A-Za-z0-9:_.\\-]+$")
 _PROPERTIES = ("Id", "LoadState", "ActiveState", "SubState", "MainPID", "Result",
-               "DropInPaths", "NeedDaemonReload", "ControlGroup", "NRestarts")
+               "DropInPaths", "NeedDaemonReload", "ControlGroup", "NRestarts", "WorkingDirectory")
 # States in which a start job would be a no-op or is already under way.
 RUNNING = ("active", "activating", "reloading")
 # A look is a local connect, a systemctl show and a /proc read: cheap enough that a wait ends
@@ -96,14 +96,38 @@ def check_params(params):
 
 
 def resolve_release(release_path):
-    """Real path of the release directory, as the host sees it."""
+    """``(root, real path)`` of the release directory ``ROOT/releases/NAME``, as the host sees it.
+
+    ``root`` is taken from the path as given when it has that form (the path the unit names,
+    even where ``ROOT`` is itself a link), else from the real path.
+    """
     real = os.path.realpath(release_path)
     if not os.path.isdir(real):
         raise InstanceError("release_path %s does not exist on the host or is not a directory"
                             % release_path, "release_path")
-    if any(ord(c) < 32 for c in real) or real.endswith("\\"):
-        raise InstanceError("release_path %r cannot be written into a unit file" % real, "release_path")
-    return real
+    given = os.path.normpath(release_path)
+    if os.path.basename(os.path.dirname(given)) == "releases":
+        root = os.path.dirname(os.path.dirname(given))
+    elif os.path.basename(os.path.dirname(real)) == "releases":
+        root = os.path.dirname(os.path.dirname(real))
+    else:
+        raise InstanceError("release_path %s is not a release directory ROOT/releases/NAME "
+                            "(its real path is %s)" % (release_path, real), "release_path")
+    for path in (root, real):
+        if unsafe_path(path):
+            raise InstanceError("release_path %r cannot be written into a unit's mount settings "
+                                "(blanks, quotes, backslashes, colons and control characters are "
+                                "refused)" % path, "release_path")
+    return root, real
+
+
+def releases_of(props):
+    """The releases directory the unit's ``WorkingDirectory=`` (``ROOT/current``) leads into,
+    where the release an instance runs is looked up (it may no longer be where current points)."""
+    workdir = (props.get("WorkingDirectory") or "").lstrip("-")
+    if not workdir.startswith("/"):
+        return None
+    return os.path.dirname(os.path.realpath(workdir))
 
 
 def read_file(path):
@@ -296,7 +320,8 @@ def ensure(params, systemctl, check_mode, probe=port_open, sleep=time.sleep, clo
     else:
         want = None
         if params.get("release_path"):
-            want = drop_in_content(resolve_release(params["release_path"]), params["environment_file"])
+            root, real = resolve_release(params["release_path"])
+            want = drop_in_content(real, params["environment_file"], root)
         if want != before_content:
             actions.append("write" if want is not None else "remove")
         if want != before_content or _needs_reload(props, path, want is not None):
@@ -345,7 +370,7 @@ def ensure(params, systemctl, check_mode, probe=port_open, sleep=time.sleep, clo
     main_pid = int(props.get("MainPID") or 0)
     # The directory the process started in, i.e. the release it really serves, whatever the pin
     # or current say now (a pin change without a restart, current moved since the start).
-    running_path = _listeners.process_cwd(main_pid, proc) if main_pid else None
+    running_path = _listeners.process_cwd(main_pid, proc, releases_of(props)) if main_pid else None
     return {
         "changed": bool(actions),
         "unit": unit,

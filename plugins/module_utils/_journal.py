@@ -26,7 +26,7 @@ from ansible_collections.hitless.deploy.plugins.module_utils._listeners import (
 STATES = ("step", "done")
 JOURNAL = "journal.json"
 LAST = "journal-last.json"
-_SHOW = ("ActiveState", "SubState", "MainPID", "Result")
+_SHOW = ("ActiveState", "SubState", "MainPID", "Result", "BindReadOnlyPaths", "TemporaryFileSystem")
 
 
 class JournalError(Exception):
@@ -70,12 +70,24 @@ def free_mb(root):
     return st.f_bavail * st.f_frsize // (1024 * 1024)
 
 
+def fixed_view(props, root):
+    """True when the unit, as systemd loaded it, gives its instances their own view of ``root``:
+    a temporary file system over it and a release bound onto ``root/current``
+    (plugins/module_utils/_pin.py). Without it an instance sees ``current`` move under it."""
+    root = os.path.normpath(root)
+    current = os.path.join(root, "current")
+    hidden = [entry.split(":")[0] for entry in (props.get("TemporaryFileSystem") or "").split()]
+    bound = [entry.split(":")[1] for entry in (props.get("BindReadOnlyPaths") or "").split()
+             if entry.count(":") >= 1]
+    return root in hidden and current in bound
+
+
 def instance(show, name, port, releases_dir, proc="/proc"):
     """What runs as ``name@port``, which release it really runs, and who listens on the port."""
     unit = "%s@%d.service" % (name, port)
     props = show(unit)
     pid = int(props.get("MainPID") or 0)
-    cwd = process_cwd(pid, proc) if pid else None
+    cwd = process_cwd(pid, proc, releases_dir) if pid else None
     running = None
     if cwd and os.path.dirname(cwd) == os.path.realpath(releases_dir):
         running = os.path.basename(cwd)
@@ -90,6 +102,7 @@ def instance(show, name, port, releases_dir, proc="/proc"):
         "running_release": running,
         "listeners": found,
         "foreign_listeners": [describe(entry) for entry in foreign],
+        "fixed_view": fixed_view(props, os.path.dirname(releases_dir)),
     }
 
 

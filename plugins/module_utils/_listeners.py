@@ -140,19 +140,44 @@ def unit_of(pid, proc="/proc"):
     return None
 
 
-def process_cwd(pid, proc="/proc"):
-    """Real path of the process's working directory, or None when it cannot be read.
+def process_cwd(pid, proc="/proc", releases_dir=None):
+    """Real path (as this process sees it) of the directory ``pid`` works in, or None.
 
-    With systemd this is the unit's ``WorkingDirectory=`` as resolved when the process started,
-    so it names the release a running instance serves even after ``current`` moved.
+    With systemd this is the unit's ``WorkingDirectory=`` as resolved when the process started.
+    An instance of the app's unit runs in a mount namespace of its own, with its release mounted
+    at ``ROOT/current`` (plugins/module_utils/_pin.py): its link names that mount point, not the
+    release. The directory itself (device and inode) is the same in every namespace, so it is
+    looked up among the directories of ``releases_dir``; None when it is none of them.
     """
     link = os.path.join(proc, str(pid), "cwd")
     try:
         # readlink first: realpath() does not fail on an unreadable link, it returns it unresolved.
         os.readlink(link)
+        seen = os.stat(link)
     except OSError:
         return None
-    return os.path.realpath(link)
+    real = os.path.realpath(link)
+    try:
+        if os.path.samestat(os.stat(real), seen):
+            return real
+    except OSError:
+        pass
+    return same_directory(seen, releases_dir) if releases_dir else None
+
+
+def same_directory(seen, directory):
+    """The real path of the entry of ``directory`` that is the directory ``seen`` (a stat result)."""
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False) and os.path.samestat(entry.stat(follow_symlinks=False), seen):
+                return os.path.realpath(entry.path)
+        except OSError:
+            continue
+    return None
 
 
 def describe(entry):

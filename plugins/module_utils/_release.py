@@ -329,14 +329,18 @@ def zip_members(zf):
 
 
 def check_symlink(path, target):
+    """A link member's target: absolute (a virtualenv's ``bin/python3 -> /usr/bin/python3``) or
+    relative and inside the release (``node_modules/.bin/x -> ../x/cli.js``). Either is written
+    as a link and never written through (:func:`validate_members`, ``O_NOFOLLOW``)."""
     if not target or "\0" in target:
         raise ReleaseError("symlink %r has an empty or invalid target" % path, "src")
     if target.startswith("/"):
-        raise ReleaseError("symlink %r -> %r points outside the release (absolute target)"
-                           % (path, target), "src")
+        return
     resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
     if resolved == ".." or resolved.startswith("../"):
-        raise ReleaseError("symlink %r -> %r points outside the release" % (path, target), "src")
+        raise ReleaseError("symlink %r -> %r points outside the release: a relative link must stay "
+                           "inside it (it would name another place once the release is unpacked "
+                           "under releases/); give an absolute target to point outside" % (path, target), "src")
 
 
 def validate_members(members):
@@ -409,18 +413,51 @@ def write_members(members, dest):
         os.chmod(target, _safe_mode(mode, True))
 
 
+_MAX_LINK_DEPTH = 40
+
+
+def _reaches_absolute_link(top, path, target, depth=0):
+    """True when relative link ``path -> target`` leads, component by component, into a link of
+    the release with an absolute target (``bin/python -> python3 -> /usr/bin/python3``)."""
+    if depth > _MAX_LINK_DEPTH:
+        return False
+    parts = []
+    for part in posixpath.join(posixpath.dirname(path), target).split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                return False
+            parts.pop()
+            continue
+        parts.append(part)
+        full = os.path.join(top, *parts)
+        if os.path.islink(full):
+            inner = os.readlink(full)
+            return inner.startswith("/") or _reaches_absolute_link(
+                top, "/".join(parts), inner, depth + 1)
+    return False
+
+
 def links_leaving(top):
-    """``(relative path, link target)`` of every symlink under ``top`` that, resolved for real,
-    leaves it: chains like ``x -> .`` plus ``y -> x/..`` look fine lexically but do."""
+    """``(relative path, link target)`` of every relative symlink under ``top`` that, resolved
+    for real, leaves it other than through a link with an absolute target: chains like
+    ``x -> .`` plus ``y -> x/..`` look fine lexically but do."""
     real_top = os.path.realpath(top)
     for dirpath, dirnames, filenames in os.walk(top):
         for entry in dirnames + filenames:
             full = os.path.join(dirpath, entry)
             if not os.path.islink(full):
                 continue
+            target = os.readlink(full)
+            if target.startswith("/"):
+                continue
             real = os.path.realpath(full)
-            if real != real_top and not real.startswith(real_top + os.sep):
-                yield os.path.relpath(full, top), os.readlink(full)
+            if real == real_top or real.startswith(real_top + os.sep):
+                continue
+            rel = os.path.relpath(full, top)
+            if not _reaches_absolute_link(top, rel, target):
+                yield rel, target
 
 
 def check_links_inside(top):
@@ -472,15 +509,22 @@ def unpack(src, dest):
 
 # --- shared paths and ownership --------------------------------------------------------------
 
-def shared_link_target(path):
-    """Relative target from ``releases/<name>/<path>`` to ``shared/<path>``."""
+def shared_link_target(root, path):
+    """Absolute target of ``releases/<name>/<path>``: ``ROOT/shared/<path>``. Absolute, because
+    an instance sees its release at ``ROOT/current`` (plugins/module_utils/_pin.py), one level
+    above ``releases/<name>``: a relative ``../../shared`` would lead out of ``ROOT`` there."""
+    return os.path.join(root, "shared", path)
+
+
+def legacy_shared_link_target(path):
+    """The relative target releases made before 1.x had (still valid to derive from)."""
     return "/".join([".."] * (path.count("/") + 2) + ["shared", path])
 
 
-def shared_links_ok(release_dir, shared):
+def shared_links_ok(release_dir, root, shared):
     for path in shared:
         link = os.path.join(release_dir, path)
-        if not os.path.islink(link) or os.readlink(link) != shared_link_target(path):
+        if not os.path.islink(link) or os.readlink(link) != shared_link_target(root, path):
             return False
     return True
 
@@ -491,8 +535,15 @@ def link_shared(release_dir, layout, shared, uid=-1, gid=-1):
     real_release = os.path.realpath(release_dir)
     for path in shared:
         link = os.path.join(release_dir, path)
-        want = shared_link_target(path)
+        want = shared_link_target(layout.root, path)
         if os.path.islink(link) and os.readlink(link) == want:
+            continue
+        if os.path.islink(link) and os.readlink(link) == legacy_shared_link_target(path):
+            # Same directory, new spelling: replaced in one rename, so a running instance
+            # never finds the link missing.
+            atomic_link(link, want)
+            if uid != -1 or gid != -1:
+                os.lchown(link, uid, gid)
             continue
         parent = os.path.dirname(link)
         os.makedirs(parent, exist_ok=True)
@@ -550,7 +601,7 @@ def release_dir_name(name, files, config_digest):
 def check_own_links(top):
     """Refuse a release whose own symlinks (its shared links aside) resolve outside it."""
     for rel, target in links_leaving(top):
-        if target != shared_link_target(rel):
+        if target != legacy_shared_link_target(rel):
             raise ReleaseError("symlink %r -> %r of release %s resolves outside it; not "
                                "building from it" % (rel, target, os.path.basename(top)), "name")
 
@@ -666,7 +717,7 @@ def _build(layout, name, fill, record, shared, files, uid, gid, replace):
 
 def _tidy(path, layout, shared, uid, gid, check_mode):
     changed = False
-    if not shared_links_ok(path, shared):
+    if not shared_links_ok(path, layout.root, shared):
         changed = True
         if not check_mode:
             link_shared(path, layout, shared, uid, gid)

@@ -200,16 +200,26 @@ def test_bad_input_names_param_and_changes_nothing(env, params, param):
     assert os.listdir(env.fake.runtime_dir) == []
 
 
-def test_drop_in_content_escapes_and_resets_environment_file():
+def test_drop_in_content_escapes_and_replaces_the_view_and_environment_file():
     text = P.drop_in_content("/srv/100%/releases/v1", ".env")
     assert text.splitlines()[1:] == [
         "[Service]",
-        "WorkingDirectory=/srv/100%%/releases/v1",
+        "TemporaryFileSystem=",
+        "TemporaryFileSystem=/srv/100%%:ro",
+        "BindReadOnlyPaths=",
+        "BindReadOnlyPaths=/srv/100%%/releases/v1:/srv/100%%/current",
+        "BindPaths=-/srv/100%%/shared",
         "EnvironmentFile=",
         "EnvironmentFile=-/srv/100%%/releases/v1/.env",
         'Environment="HITLESS_RELEASE=v1"',
     ]
     assert P.pinned_to(text) == "/srv/100%/releases/v1"
+
+
+def test_drop_in_binds_onto_the_root_the_unit_names():
+    text = P.drop_in_content("/data/demo/releases/v1", ".env", root="/srv/demo")
+    assert "BindReadOnlyPaths=/data/demo/releases/v1:/srv/demo/current" in text.splitlines()
+    assert "TemporaryFileSystem=/srv/demo:ro" in text.splitlines()
 
 
 @pytest.mark.parametrize("content,path", [
@@ -220,6 +230,16 @@ def test_drop_in_content_escapes_and_resets_environment_file():
     ("[Service]\nWorkingDirectory=/srv/a\nWorkingDirectory=/srv/b\n", "/srv/b"),
     ("[Service]\n# WorkingDirectory=/srv/a\n", None),
     ("[Unit]\nWorkingDirectory=/srv/a\n[Service]\n", None),  # only [Service] counts
+    # The view: the source of the bind onto .../current wins over a working directory.
+    ("[Service]\nBindReadOnlyPaths=/r/releases/v1:/r/current\nWorkingDirectory=/r/current\n", "/r/releases/v1"),
+    ("[Service]\nBindReadOnlyPaths = -/r/releases/v1:/r/current:rbind\n", "/r/releases/v1"),
+    ("[Service]\nBindReadOnlyPaths=/r/releases/v1:/r/current\nBindReadOnlyPaths=\n", None),
+    ("[Service]\nBindReadOnlyPaths=/r/releases/v1:/r/current\nBindReadOnlyPaths=/r/releases/v2:/r/current\n",
+     "/r/releases/v2"),
+    ("[Service]\nBindReadOnlyPaths=/etc/ssl /r/releases/v1:/r/current\n", "/r/releases/v1"),
+    ("[Service]\nBindReadOnlyPaths=/etc/ssl:/etc/ssl\n", None),  # no bind onto current: no pin
+    ("[Service]\nBindReadOnlyPaths=/r/releases/v1:/r/current\nBindPaths=\n", None),  # one list
+    ("[Service]\nBindReadOnlyPaths=/r/releases/100%%:/r/current\n", "/r/releases/100%"),
 ])
 def test_pinned_to_reads_like_systemd(content, path):
     assert P.pinned_to(content) == path
@@ -230,7 +250,7 @@ def test_started_pinned_through_symlink_uses_real_path(env):
     real = str(env.tmp / "srv" / "releases" / "v1")
     assert res["pinned_to"] == real and res["active_state"] == "active" and res["main_pid"] == 4242
     assert res["actions"] == ["write", "daemon-reload", "start"]
-    assert "WorkingDirectory=%s\n" % real in env.drop_in.read_text()
+    assert "BindReadOnlyPaths=%s:%s/current\n" % (real, env.tmp / "srv") in env.drop_in.read_text()
     assert env.probes == [("127.0.0.1", 8081)]
     assert res["diff"]["before"]["pinned_to"] is None
 
@@ -517,3 +537,24 @@ def test_parse_show_and_systemctl_errors():
     sysd = A.Systemctl(lambda argv: (5, "", "Unit demo@1.service not found."))
     with pytest.raises(A.InstanceError, match="not found"):
         sysd.call("start", "demo@1.service")
+
+
+def test_release_path_must_be_a_release_directory_with_a_plain_path(tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    with pytest.raises(A.InstanceError, match="not a release directory ROOT/releases/NAME") as err:
+        A.resolve_release(str(tmp_path / "elsewhere"))
+    assert err.value.param == "release_path"
+    odd = tmp_path / "a:b" / "releases" / "v1"
+    odd.mkdir(parents=True)
+    with pytest.raises(A.InstanceError, match="mount settings") as err:
+        A.resolve_release(str(odd))
+    assert err.value.param == "release_path"
+    good = tmp_path / "srv" / "releases" / "v1"
+    good.mkdir(parents=True)
+    assert A.resolve_release(str(good)) == (str(tmp_path / "srv"), os.path.realpath(str(good)))
+
+
+def test_releases_of_follows_the_working_directory():
+    assert A.releases_of({}) is None
+    assert A.releases_of({"WorkingDirectory": "relative"}) is None
+    assert A.releases_of({"WorkingDirectory": "-/"}) == "/"

@@ -58,14 +58,17 @@ def test_info_reports_links_and_instances(tmp_path, monkeypatch):
     os.symlink("releases/v1", str(root / "current"))
     monkeypatch.setattr(_journal, "listeners", lambda port, proc: [
         {"pid": 7, "cmdline": "python3 stray.py", "unit": "stray.service"}] if port == 8081 else [])
-    monkeypatch.setattr(_journal, "process_cwd", lambda pid, proc: str(root / "releases" / "v1"))
-    shows = {"demo@8080.service": {"ActiveState": "active", "MainPID": "5"},
+    monkeypatch.setattr(_journal, "process_cwd", lambda pid, proc, releases: str(root / "releases" / "v1"))
+    shows = {"demo@8080.service": {"ActiveState": "active", "MainPID": "5",
+                                   "TemporaryFileSystem": "%s:ro" % root,
+                                   "BindReadOnlyPaths": "%s/current:%s/current:rbind" % (root, root)},
              "demo@8081.service": {"ActiveState": "inactive", "MainPID": "0"}}
     result = read(params(root, ports=[8080, 8081]), shows.__getitem__)
     host = result["host"]
     assert (host["current"], host["previous"], host["current_is_link"]) == ("v1", None, True)
     assert host["instances"]["8080"]["running_release"] == "v1"
     assert host["instances"]["8081"]["running_release"] is None
+    assert host["instances"]["8080"]["fixed_view"] and not host["instances"]["8081"]["fixed_view"]
     assert host["instances"]["8081"]["foreign_listeners"] == ["pid 7 (python3 stray.py, unit stray.service)"]
     assert not result["changed"] and result["journal"] is None
 

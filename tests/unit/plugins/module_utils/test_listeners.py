@@ -194,3 +194,24 @@ def test_unified_line_wins_over_a_root_name_systemd_line(tmp_path):
                                     "0::/system.slice/system-demo.slice/demo@8081.service\n")
     assert L.cgroup_path(77, str(tmp_path)) == "/system.slice/system-demo.slice/demo@8081.service"
     assert L.unit_of(77, str(tmp_path)) == "demo@8081.service"
+
+
+def test_process_cwd_finds_the_release_by_identity_when_the_path_misleads(tmp_path):
+    # In an instance's mount namespace its cwd link reads ROOT/current (the bind mount point),
+    # which on the host now leads to another release: the directory's identity decides.
+    releases = tmp_path / "releases"
+    (releases / "v1").mkdir(parents=True)
+    (releases / "v2").mkdir()
+    seen = os.stat(str(releases / "v1"))
+    assert L.same_directory(seen, str(releases)) == os.path.realpath(str(releases / "v1"))
+    assert L.same_directory(os.stat(str(tmp_path)), str(releases)) is None
+    assert L.same_directory(seen, str(tmp_path / "nowhere")) is None
+
+
+def test_process_cwd_plain_and_unreadable(tmp_path):
+    proc = tmp_path / "proc"
+    (proc / "7").mkdir(parents=True)
+    (tmp_path / "releases" / "v1").mkdir(parents=True)
+    os.symlink(str(tmp_path / "releases" / "v1"), str(proc / "7" / "cwd"))
+    assert L.process_cwd(7, str(proc)) == os.path.realpath(str(tmp_path / "releases" / "v1"))
+    assert L.process_cwd(8, str(proc), str(tmp_path / "releases")) is None

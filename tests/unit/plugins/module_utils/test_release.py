@@ -67,7 +67,8 @@ GOOD = [
 MALICIOUS_TAR = {
     "absolute": [("/tmp/hitless-evil", "file", "x")],
     "dotdot": [("app/../../evil", "file", "x")],
-    "symlink-absolute": [("etc", "symlink", "/etc")],
+    "through-absolute-symlink": [("etc", "symlink", "/tmp"), ("etc/hitless-evil", "file", "x")],
+    "through-absolute-symlink-reversed": [("etc/hitless-evil", "file", "x"), ("etc", "symlink", "/tmp")],
     "symlink-up": [("up", "symlink", "../../outside")],
     "hardlink-absolute": [("passwd", "hardlink", "/etc/passwd")],
     "hardlink-up": [("p", "hardlink", "../outside")],
@@ -158,6 +159,33 @@ def test_unpack_zip_and_suffixless_archive(tmp_path):
     assert err.value.param == "src"
 
 
+def test_virtualenv_and_node_modules_links_unpack_as_links(tmp_path):
+    # As `python3 -m venv` and `npm install` leave them: absolute links to the system
+    # interpreter, relative links chaining into them, relative .bin links inside the tree.
+    layout = [("venv/bin/python3", "symlink", "/usr/bin/python3"),
+              ("venv/bin/python", "symlink", "python3"),
+              ("venv/bin/python3.11", "symlink", "python3"),
+              ("venv/lib/python3.11/site-packages/m.py", "file", "x = 1\n"),
+              ("venv/lib64", "symlink", "lib"),
+              ("node_modules/pkg/cli.js", "file", "//\n"),
+              ("node_modules/.bin/pkg", "symlink", "../pkg/cli.js")]
+    src = _tar(tmp_path / "app.tar", layout, mode="w")
+    R.inspect(src)
+    dest = tmp_path / "out"
+    dest.mkdir()
+    R.unpack(src, str(dest))
+    assert os.readlink(dest / "venv" / "bin" / "python3") == "/usr/bin/python3"
+    assert os.readlink(dest / "venv" / "bin" / "python") == "python3"
+    assert (dest / "venv" / "lib64" / "python3.11" / "site-packages" / "m.py").read_text() == "x = 1\n"
+    assert (dest / "node_modules" / ".bin" / "pkg").read_text() == "//\n"
+
+
+def test_relative_link_leaving_says_to_use_an_absolute_target(tmp_path):
+    src = _tar(tmp_path / "up.tar", [("data", "symlink", "../../shared/data")], mode="w")
+    with pytest.raises(R.ReleaseError, match="a relative link must stay inside it.*absolute target"):
+        R.inspect(src)
+
+
 @pytest.mark.parametrize("case", sorted(MALICIOUS_TAR))
 def test_malicious_tar_refused_before_writing(tmp_path, case):
     src = _tar(tmp_path / "evil.tar", MALICIOUS_TAR[case], mode="w")
@@ -208,7 +236,7 @@ def test_directory_source_refuses_outward_links(tmp_path):
     R.unpack(str(src), str(dest))
     assert (dest / "ok").read_text() == "x"
     digest = R.source_digest(str(src))
-    os.symlink("/etc", src / "bad")
+    os.symlink("../../etc", src / "bad")
     assert R.source_digest(str(src)) != digest
     with pytest.raises(R.ReleaseError, match="bad"):
         R.inspect(str(src))
@@ -256,18 +284,31 @@ def test_link_shared_seeds_and_replaces(tmp_path):
     (rel / "log" / "old.log").write_text("seed")
     (rel / ".env").write_text("A=1\n")
     R.link_shared(str(rel), layout, ["log", ".env", "var/cache"])
-    assert os.readlink(rel / "log") == "../../shared/log"
-    assert os.readlink(rel / "var" / "cache") == "../../../shared/var/cache"
+    # Absolute: an instance sees its release at ROOT/current, where ../../shared leads out of ROOT.
+    assert os.readlink(rel / "log") == str(tmp_path / "shared" / "log")
+    assert os.readlink(rel / "var" / "cache") == str(tmp_path / "shared" / "var" / "cache")
     assert (tmp_path / "shared" / "log" / "old.log").read_text() == "seed"
     assert (rel / ".env").read_text() == "A=1\n"  # read through the link
     assert (tmp_path / "shared" / "var" / "cache").is_dir()
-    assert R.shared_links_ok(str(rel), ["log", ".env", "var/cache"])
+    assert R.shared_links_ok(str(rel), layout.root, ["log", ".env", "var/cache"])
     # shared content is never overwritten by a later release's copy
     rel2 = tmp_path / "releases" / "v2"
     rel2.mkdir()
     (rel2 / ".env").write_text("A=2\n")
     R.link_shared(str(rel2), layout, [".env"])
     assert (tmp_path / "shared" / ".env").read_text() == "A=1\n"
+
+
+def test_legacy_relative_shared_links_are_respelt_in_place(world):
+    world(name="v1", src="v1", state="current", shared=["log"])
+    link = world.root / "releases" / "v1" / "log"
+    os.unlink(str(link))
+    os.symlink("../../shared/log", str(link))  # as releases made before the instance view
+    res = world(name="v1", state="current", shared=["log"], check=True)
+    assert res["changed"] and os.readlink(str(link)) == "../../shared/log"
+    res = _apply_twice(world, name="v1", state="current", shared=["log"])
+    assert os.readlink(str(link)) == str(world.root / "shared" / "log")
+    assert [e for e in os.listdir(str(link.parent)) if e.startswith(".")] == [R.RECORD]
 
 
 def test_pinned_releases_resolve_links(tmp_path):
@@ -404,7 +445,7 @@ def test_failed_unpack_leaves_nothing(world):
 def test_shared_and_owner_on_existing_release(world):
     world(name="v1", src="v1", state="current")
     res = _apply_twice(world, name="v1", src="v1", state="current", shared=["log"])
-    assert os.readlink(world.root / "releases" / "v1" / "log") == "../../shared/log"
+    assert os.readlink(world.root / "releases" / "v1" / "log") == str(world.root / "shared" / "log")
     assert res["current"] == "v1"
     res = world(name="v1", state="present", owner="nobody", group="nogroup", check=True)
     assert res["changed"]
@@ -488,7 +529,7 @@ def test_new_configuration_without_src_is_built_from_a_base(world):
     assert res["current"] == _dir(ENV2) and res["files_changed"] == [".env"]
     assert (made / "app.py").read_text() == "print('v1')\n"
     assert os.readlink(str(made / "main.py")) == "app.py"
-    assert os.readlink(str(made / "log")) == "../../shared/log"
+    assert os.readlink(str(made / "log")) == str(world.root / "shared" / "log")
     assert (made / ".env").read_text() == "MODE=two\n"
     assert not (made / "config" / "app.ini").exists()  # the base's configuration stays behind
     record = json.loads((made / R.RECORD).read_text())
@@ -640,8 +681,8 @@ def test_clear_bad_changes_nothing_when_the_task_is_refused(world):
 
 def test_a_base_with_an_outward_link_is_refused_in_check_mode_too(world):
     world(name="v1", src="v1", files=ENV1, shared=["log"], config_digest=True)
-    os.symlink("/etc", str(world.root / "releases" / _dir(ENV1) / "etc"))
+    os.symlink("../../../etc", str(world.root / "releases" / _dir(ENV1) / "etc"))
     for check in (True, False):
-        with pytest.raises(R.ReleaseError, match="'etc' -> '/etc' of release v1.* resolves outside"):
+        with pytest.raises(R.ReleaseError, match="'etc' -> '../../../etc' of release v1.* resolves outside"):
             world(check=check, name="v1", files=ENV2, shared=["log"], config_digest=True)
     assert os.listdir(world.root / "releases") == [_dir(ENV1)]
