@@ -56,6 +56,11 @@ def get(lab, port):
     return json.loads(sh(lab, "python3 -c " + shlex.quote(code)))
 
 
+def view(lab, pid):
+    """The release ``ROOT/current`` holds as process ``pid`` sees it (its mount namespace)."""
+    return json.loads(sh(lab, "cat /proc/%d/root%s/current/release.json" % (pid, ROOT)))["version"]
+
+
 def port_accepts(lab, port):
     code = "import socket; socket.create_connection(('127.0.0.1', %d), timeout=2).close()" % port
     return lab.ssh(HOST, "python3 -c " + shlex.quote(code)).returncode == 0
@@ -116,7 +121,7 @@ def test_clone_stays_on_its_release_when_current_moves(app1):
     served = get(app1, CLONE)
     assert (served["version"], served["port"], served["pid"]) == ("v1", CLONE, res["main_pid"])
     text = sh(app1, "cat " + drop_in(CLONE))
-    assert "WorkingDirectory=%s/releases/v1\n" % ROOT in text
+    assert "BindReadOnlyPaths=%s/releases/v1:%s/current\n" % (ROOT, ROOT) in text
     assert 'Environment="HITLESS_RELEASE=v1"' in text
 
     switched = module(app1, "release", {
@@ -137,6 +142,23 @@ def test_clone_stays_on_its_release_when_current_moves(app1):
     unpinned = instance(app1, port=UNPINNED, original_port=ORIGINAL)
     assert not unpinned.failed and unpinned.changed and unpinned["pinned_to"] is None, unpinned
     assert get(app1, UNPINNED)["version"] == "v2"
+    assert view(app1, unpinned["main_pid"]) == "v2"
+
+    # current moves on while both run: neither sees it. Each process's own view of
+    # ROOT/current (read through /proc/PID/root, i.e. its mount namespace) keeps its release,
+    # and the module finds that release from the directory's identity, not from the link.
+    back = module(app1, "release", {"root": ROOT, "name": "v1", "state": "current"})
+    assert not back.failed and back["current"] == "v1", back
+    for port, pid, release in ((UNPINNED, unpinned["main_pid"], "v2"), (CLONE, restarted["main_pid"], "v1")):
+        assert view(app1, pid) == release
+        seen = instance(app1, port=port, original_port=ORIGINAL,
+                        **({"release_path": ROOT + "/releases/v1"} if port == CLONE else {}))
+        assert not seen.failed and not seen.changed, seen
+        assert (seen["main_pid"], seen["running_release"]) == (pid, release), seen
+    # Only a restart takes the release current names now.
+    again = instance(app1, port=UNPINNED, state="restarted", original_port=ORIGINAL)
+    assert not again.failed and again["running_release"] == "v1", again
+    assert view(app1, again["main_pid"]) == "v1" and get(app1, UNPINNED)["version"] == "v1"
     gone = instance(app1, port=UNPINNED, state="absent")
     assert not gone.failed and gone.changed, gone
 
