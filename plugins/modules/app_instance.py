@@ -9,12 +9,16 @@ version_added: 0.1.0
 description:
   - Manages the instance C(NAME@PORT.service) of the template unit C(NAME@.service), whose
     instance name is the port it listens on.
-  - With O(release_path) the instance is pinned to that release by a runtime drop-in
-    C(RUNTIME_DIR/NAME@PORT.service.d/hitless-pin.conf) that sets C(WorkingDirectory=) and
-    C(EnvironmentFile=) to the release's real path (resolved on the host) and
-    C(HITLESS_RELEASE=<release directory name>). Runtime drop-ins vanish at reboot, so a clone
-    never outlives one. Without O(release_path) the drop-in is removed and the instance follows
-    the template's own C(WorkingDirectory=) (usually C(current)).
+  - With O(release_path) (a release directory C(ROOT/releases/NAME)) the instance is pinned to
+    that release by a runtime drop-in C(RUNTIME_DIR/NAME@PORT.service.d/hitless-pin.conf). It
+    gives the instance its own view of C(ROOT) (C(TemporaryFileSystem=ROOT:ro)), in which the
+    release's real path (resolved on the host) is bound read-only onto C(ROOT/current) and
+    C(ROOT/shared) is bound read-write, reads the release's O(environment_file) and sets
+    C(HITLESS_RELEASE=<release directory name>). Whatever path the instance takes through
+    C(current), it reaches that release, also after C(current) moves on the host. Runtime
+    drop-ins vanish at reboot, so a clone never outlives one. Without O(release_path) the
+    drop-in is removed and the instance gets the template's own view (for the unit of
+    P(hitless.deploy.app#role), C(current) as it is when the instance starts). See C(docs/apps.md).
   - Before a start or restart it refuses, changing nothing, when a process outside the unit
     already listens on O(port) (any local address, IPv4 or IPv6), and names that process.
   - After a start or restart it waits until the unit is active and running, a process of the
@@ -50,8 +54,9 @@ options:
     default: started
   release_path:
     description:
-      - Release directory to pin the instance to; it must exist on the host. Symlinks such as
-        C(/srv/demo/current) are resolved on the host, so the pin does not move when they do.
+      - Release directory C(ROOT/releases/NAME) to pin the instance to; it must exist on the
+        host. Symlinks such as C(/srv/demo/current) are resolved on the host, so the pin does
+        not move when they do. Paths with blanks, quotes, backslashes or colons are refused.
     type: path
   environment_file:
     description: File inside the release read as C(EnvironmentFile=-) (missing is fine).
@@ -131,9 +136,11 @@ main_pid:
   sample: 4242
 running_release_path:
   description:
-    - Real path of the working directory of the unit's main process afterwards, which is the
-      release it was started in (its C(WorkingDirectory=) resolved at start), or null when not
-      running or unreadable.
+    - Real path of the release directory the unit's main process works in afterwards, which is
+      the release it was started in, or null when not running, unreadable or not a directory of
+      the releases directory that the unit's C(WorkingDirectory=) leads into. Found by the
+      directory's identity (device and inode), since in the instance's own mount namespace its
+      working directory is the mount point C(ROOT/current).
     - In check mode, that of the process running now.
   returned: always
   type: str
