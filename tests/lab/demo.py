@@ -394,6 +394,19 @@ def _shown(path):
     return path if relative.startswith("..") else relative
 
 
+def slow_start_vars(delay):
+    """Deploy variables and playbook timeout for instances that take ``delay`` s to bind: the
+    clone's and the original's starts, their checks and HAProxy's fresh checks each wait longer
+    (docs/apps.md), and the playbook is given two such starts per host more."""
+    if delay is None:
+        return {}, PLAYBOOK_TIMEOUT
+    wait = int(math.ceil(delay)) + 30
+    return ({"rolling_environment": dict(DEPLOY_VARS["rolling_environment"], STARTUP_DELAY="%g" % delay),
+             "rolling_start_timeout": wait, "rolling_check_deadline": wait,
+             "rolling_ready_timeout": wait},
+            PLAYBOOK_TIMEOUT + int(4 * delay))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--name", default="lab", help="lab name (default lab)")
@@ -404,12 +417,19 @@ def main(argv=None):
     parser.add_argument("--before", type=float, default=5.0,
                         help="seconds the probe runs before the playbook starts")
     parser.add_argument("--rate", type=float, default=RATE, help="requests/s of the probe")
+    parser.add_argument("--startup-delay", type=float, default=None,
+                        help="seconds the new release's instances take before they bind (its "
+                             "STARTUP_DELAY; default %s s as in the lab), like a JVM or Rails app's "
+                             "start; the deploy's timeouts are raised to match"
+                             % DEPLOY_VARS["rolling_environment"]["STARTUP_DELAY"])
     args = parser.parse_args(argv)
     releases = CYCLE + ("broken", "crash")
     if args.release and args.release not in releases:
         parser.error("--release %s: one of %s" % (args.release, ", ".join(releases)))
     if not 0 <= args.before <= 30:
         parser.error("--before must be in [0, 30] s")
+    if args.startup_delay is not None and not 0 <= args.startup_delay <= 120:
+        parser.error("--startup-delay must be in [0, 120] s")
     try:
         lab = Lab(args.name)
         serving = lab.serving()
@@ -419,7 +439,9 @@ def main(argv=None):
               "show stat poller" % (lab.name, served, release, args.rate, lab.lb_url), flush=True)
         if all(r == release for r in serving.values()):
             print("note: every app host serves %s already, so the deploy swaps nothing" % release)
-        result = run_deploy(lab, release, args.out, before_s=args.before, rate=args.rate)
+        extra, timeout = slow_start_vars(args.startup_delay)
+        result = run_deploy(lab, release, args.out, extra_vars=extra, before_s=args.before,
+                            rate=args.rate, timeout=timeout)
         figures = analyse(result)
         figures["started"] = result["started"]
         with open(os.path.join(args.out, "figures.json"), "w") as handle:
