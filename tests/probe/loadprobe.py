@@ -8,6 +8,9 @@ It sends a steady mix of requests to one URL while a deploy runs:
 - one server-sent-events client that reconnects when its stream ends.
 
 Every request's outcome and the version/host that answered is recorded; the result is a JSON file.
+An answer may also name the release of the libraries it ran on (``dependency``, as the real apps
+of tests/real_apps do; the sample app does not): one whose dependency differs from its version
+came from code of one release running on libraries of another, and is counted as ``mixed``.
 A request fails when it gets no complete answer or an answer other than 200. An SSE stream that
 ends is not a failure (deploys end long-lived connections by design); a reconnect that is refused
 or answered with an error is.
@@ -65,7 +68,7 @@ class Probe:
         self.slow_ms = slow_ms
         self.sse = sse
         self.sse_stats = {"connects": 0, "events": 0, "streams_ended": 0, "errors": 0,
-                          "versions": {}}
+                          "versions": {}, "mixed": 0}
 
     # -- helpers ---------------------------------------------------------------------------
     def _now(self):
@@ -79,18 +82,19 @@ class Probe:
         return self.stop.is_set()
 
     def _record(self, kind, start, status, body, error):
-        version = host = port = None
+        version = host = port = dependency = None
         if status == 200 and body:
             try:
                 doc = json.loads(body)
                 version, host, port = doc.get("version"), doc.get("host"), doc.get("port")
-            except ValueError:
+                dependency = doc.get("dependency")
+            except (ValueError, AttributeError):
                 pass
         ok = status == 200 and error is None
         more = self.recorder.add({
             "kind": kind, "start": round(start, 4), "end": round(self._now(), 4),
-            "status": status, "ok": ok, "version": version, "host": host, "port": port,
-            "error": error,
+            "status": status, "ok": ok, "version": version, "dependency": dependency,
+            "host": host, "port": port, "error": error,
         })
         if not more:
             self.stop.set()
@@ -162,11 +166,14 @@ class Probe:
             if line.startswith(b"data:"):
                 self.sse_stats["events"] += 1
                 try:
-                    version = json.loads(line[5:]).get("version")
-                except ValueError:
-                    version = None
+                    doc = json.loads(line[5:])
+                    version, dependency = doc.get("version"), doc.get("dependency")
+                except (ValueError, AttributeError):
+                    version = dependency = None
                 versions = self.sse_stats["versions"]
                 versions[version] = versions.get(version, 0) + 1
+                if is_mixed(version, dependency):
+                    self.sse_stats["mixed"] += 1
 
     # -- run -------------------------------------------------------------------------------
     def run(self):
@@ -195,8 +202,14 @@ def percentile(values, fraction):
     return ordered[index]
 
 
+def is_mixed(version, dependency):
+    """An answer whose libraries (``dependency``) are of another release than its code."""
+    return dependency is not None and dependency != version
+
+
 def summarize(records, sse_stats, elapsed):
     failed = [r for r in records if not r["ok"]]
+    mixed = [r for r in records if r["ok"] and is_mixed(r["version"], r.get("dependency"))]
     latencies = [r["end"] - r["start"] for r in records if r["ok"] and r["kind"] != "slow"]
     by_version, by_host, by_instance, timeline = {}, {}, {}, {}
     for rec in records:
@@ -212,6 +225,8 @@ def summarize(records, sse_stats, elapsed):
         "requests": len(records),
         "failed": len(failed),
         "failures": failed[:50],
+        "mixed": len(mixed),
+        "mixed_answers": mixed[:50],
         "by_version": by_version,
         "by_host": by_host,
         "by_instance": by_instance,
