@@ -19,6 +19,7 @@ import re
 import shutil
 import stat
 import tarfile
+import time
 import uuid
 import zipfile
 
@@ -259,14 +260,15 @@ def write_record(release_dir, record, uid=-1, gid=-1):
 class Member(object):
     """One archive entry, reduced to what extraction needs: path, kind, mode, link target."""
 
-    __slots__ = ("path", "kind", "mode", "linkname", "opener")
+    __slots__ = ("path", "kind", "mode", "linkname", "opener", "mtime")
 
-    def __init__(self, path, kind, mode=0, linkname=None, opener=None):
+    def __init__(self, path, kind, mode=0, linkname=None, opener=None, mtime=None):
         self.path = path
         self.kind = kind
         self.mode = mode
         self.linkname = linkname
         self.opener = opener
+        self.mtime = mtime
 
 
 def member_path(name):
@@ -298,11 +300,12 @@ def tar_members(tf):
     for info in tf.getmembers():
         path = member_path(info.name)
         if info.isdir():
-            yield Member(path, "dir", info.mode)
+            yield Member(path, "dir", info.mode, mtime=info.mtime)
         elif info.isreg():
-            yield Member(path, "file", info.mode, opener=lambda info=info: tf.extractfile(info))
+            yield Member(path, "file", info.mode, opener=lambda info=info: tf.extractfile(info),
+                         mtime=info.mtime)
         elif info.issym():
-            yield Member(path, "symlink", linkname=info.linkname)
+            yield Member(path, "symlink", linkname=info.linkname, mtime=info.mtime)
         elif info.islnk():
             yield Member(path, "hardlink", linkname=info.linkname)
         elif info.ischr() or info.isblk() or info.isfifo():
@@ -317,13 +320,16 @@ def zip_members(zf):
         # Only archives made on Unix carry a trustworthy st_mode in the upper attribute bits.
         mode = (info.external_attr >> 16) if info.create_system == 3 else 0
         kind = stat.S_IFMT(mode)
+        # Zip stores local time without a zone, as its writer's clock showed it.
+        mtime = time.mktime(info.date_time + (0, 0, -1))
         if info.filename.endswith("/") or kind == stat.S_IFDIR:
-            yield Member(path, "dir", (mode & 0o7777) or 0o755)
+            yield Member(path, "dir", (mode & 0o7777) or 0o755, mtime=mtime)
         elif kind == stat.S_IFLNK:
-            yield Member(path, "symlink", linkname=zf.read(info).decode("utf-8", "surrogateescape"))
+            yield Member(path, "symlink", linkname=zf.read(info).decode("utf-8", "surrogateescape"),
+                         mtime=mtime)
         elif kind in (0, stat.S_IFREG):
             yield Member(path, "file", (mode & 0o7777) or 0o644,
-                         opener=lambda info=info: zf.open(info))
+                         opener=lambda info=info: zf.open(info), mtime=mtime)
         else:
             raise ReleaseError("archive member %r is a device, fifo or socket" % info.filename, "src")
 
@@ -387,6 +393,15 @@ def _safe_mode(mode, is_dir):
     return mode | (0o700 if is_dir else 0o600)
 
 
+def _keep_mtime(target, mtime):
+    # The archive's times, as tar and unzip keep them: Python compares a source file's mtime
+    # with the one recorded in its .pyc, and with a time of unpacking every cached .pyc of a
+    # virtualenv would be stale (recompiled in memory by each process, the release being
+    # read-only to the app).
+    if mtime is not None:
+        os.utime(target, (mtime, mtime), follow_symlinks=False)
+
+
 def write_members(members, dest):
     dirs = []
     for m in members:
@@ -394,7 +409,7 @@ def write_members(members, dest):
         os.makedirs(os.path.dirname(target), exist_ok=True)
         if m.kind == "dir":
             os.makedirs(target, exist_ok=True)
-            dirs.append((target, m.mode))
+            dirs.append((target, m.mode, m.mtime))
         elif m.kind == "file":
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "wb") as out:
@@ -404,13 +419,17 @@ def write_members(members, dest):
                 finally:
                     stream.close()
             os.chmod(target, _safe_mode(m.mode, False))
+            _keep_mtime(target, m.mtime)
         elif m.kind == "symlink":
             os.symlink(m.linkname, target)
+            _keep_mtime(target, m.mtime)
         else:
             os.link(os.path.join(dest, m.linkname), target, follow_symlinks=False)
-    # Modes last, deepest first, so a read-only directory does not block its own members.
-    for target, mode in reversed(dirs):
+    # Modes and times last, deepest first, so a read-only directory does not block its own
+    # members and writing a member does not change its directory's time afterwards.
+    for target, mode, mtime in reversed(dirs):
         os.chmod(target, _safe_mode(mode, True))
+        _keep_mtime(target, mtime)
 
 
 _MAX_LINK_DEPTH = 40

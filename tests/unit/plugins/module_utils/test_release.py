@@ -180,6 +180,28 @@ def test_virtualenv_and_node_modules_links_unpack_as_links(tmp_path):
     assert (dest / "node_modules" / ".bin" / "pkg").read_text() == "//\n"
 
 
+def test_unpack_keeps_the_archive_times(tmp_path):
+    # Python trusts a .pyc only while its source keeps the mtime recorded in it.
+    when = 1704067200
+    src = str(tmp_path / "times.tar")
+    with tarfile.open(src, "w") as tf:
+        for name, kind in (("pkg", tarfile.DIRTYPE), ("pkg/m.py", tarfile.REGTYPE),
+                           ("pkg/link", tarfile.SYMTYPE)):
+            info = tarfile.TarInfo(name)
+            info.type, info.mtime = kind, when
+            info.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644
+            if kind == tarfile.SYMTYPE:
+                info.linkname = "m.py"
+            data = b"x = 1\n" if kind == tarfile.REGTYPE else None
+            info.size = len(data or b"")
+            tf.addfile(info, io.BytesIO(data) if data else None)
+    dest = tmp_path / "out"
+    dest.mkdir()
+    R.unpack(src, str(dest))
+    for name in ("pkg", "pkg/m.py", "pkg/link"):
+        assert os.lstat(str(dest / name)).st_mtime == when, name
+
+
 def test_relative_link_leaving_says_to_use_an_absolute_target(tmp_path):
     src = _tar(tmp_path / "up.tar", [("data", "symlink", "../../shared/data")], mode="w")
     with pytest.raises(R.ReleaseError, match="a relative link must stay inside it.*absolute target"):
