@@ -79,6 +79,24 @@ def plan_hosts(net, topology="lb", app_hosts=2, lb_hosts=1):
     return hosts
 
 
+def host_suites(hosts, suite, lb_suite=None):
+    """``{host name: Debian suite}``: LB-only hosts boot ``lb_suite`` (default ``suite``), every
+    host running the app boots ``suite``. A host in both groups (topology single) cannot be
+    both: a different ``lb_suite`` is refused."""
+    lb_suite = lb_suite or suite
+    suites = {}
+    for host in hosts:
+        if "app" in host["groups"]:
+            if "haproxy" in host["groups"] and lb_suite != suite:
+                raise PlanError("--lb-suite %s with --suite %s: host %s runs both HAProxy and "
+                                "the app (topology single), so it has one suite"
+                                % (lb_suite, suite, host["name"]))
+            suites[host["name"]] = suite
+        else:
+            suites[host["name"]] = lb_suite
+    return suites
+
+
 def lb_url(hosts):
     lb = next(h for h in hosts if "haproxy" in h["groups"])
     return "http://%s:80" % lb["address"]
@@ -97,8 +115,9 @@ def _scalar(value):
     return json.dumps(value)
 
 
-def render_inventory(name, hosts, key_path):
-    """The Ansible YAML inventory of a lab."""
+def render_inventory(name, hosts, key_path, suites=None):
+    """The Ansible YAML inventory of a lab; with ``suites`` (:func:`host_suites`), each host
+    also gets ``lab_debian_suite``."""
     lines = [
         "# Written by tests/lab/lab.py for lab %s; rewritten by every 'up'." % name,
         "all:",
@@ -117,6 +136,8 @@ def render_inventory(name, hosts, key_path):
         for member in members:
             lines += ["        %s:" % member,
                       "          ansible_host: %s" % _scalar(addresses[member])]
+            if suites and member in suites:
+                lines.append("          lab_debian_suite: %s" % _scalar(suites[member]))
     return "\n".join(lines) + "\n"
 
 

@@ -1,8 +1,9 @@
-"""The shared, read-only root file system every lab host boots from (the overlays' lower dir).
+"""The shared, read-only root file systems lab hosts boot from (the overlays' lower dirs).
 
-Built once with debootstrap into a temporary directory and renamed into the cache only when
-complete, so an interrupted build is never booted. The cache key covers the package list and
-the customisation, so changing either builds a fresh one beside the old.
+One per Debian release (suite): bullseye (11), bookworm (12, the default) or trixie (13).
+Each is built once with debootstrap into a temporary directory and renamed into the cache only
+when complete, so an interrupted build is never booted. The cache key covers the suite, the
+package list and the customisation, so changing any builds a fresh one beside the old.
 """
 import contextlib
 import fcntl
@@ -17,10 +18,19 @@ import _proc
 import _sources
 
 CACHE = os.environ.get("LAB_CACHE", "/var/cache/hitless-deploy-lab")
-SUITE = "bookworm"
+SUITE = "bookworm"  # the default
+# What each suite ships, for the record (checked by hand and by test_platforms.py).
+SUITES = {
+    "bullseye": {"debian": "11", "systemd": "247", "python": "3.9", "haproxy": "2.2"},
+    "bookworm": {"debian": "12", "systemd": "252", "python": "3.11", "haproxy": "2.6"},
+    "trixie": {"debian": "13", "systemd": "257", "python": "3.13", "haproxy": "3.0"},
+}
 VARIANT = "minbase"
 PACKAGES = ("systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "iproute2",
             "haproxy")
+# Packages split out of systemd in later releases that the lab needs (networkd configures
+# host0; in trixie it is still in systemd, resolved is not needed).
+EXTRA_PACKAGES = {}
 # Bump when customise() changes, so existing caches are not reused.
 CUSTOMISE_VERSION = 1
 
@@ -28,14 +38,24 @@ SSHD_DROP_IN = ("# Each lab host generates its own ed25519 host key when its ove
                 "HostKey /etc/ssh/ssh_host_ed25519_key\n")
 
 
-def cache_key():
-    spec = {"suite": SUITE, "variant": VARIANT, "packages": sorted(PACKAGES),
+def check_suite(suite):
+    if suite not in SUITES:
+        raise ValueError("suite %r: one of %s" % (suite, ", ".join(SUITES)))
+    return suite
+
+
+def packages(suite=SUITE):
+    return tuple(PACKAGES) + tuple(EXTRA_PACKAGES.get(suite, ()))
+
+
+def cache_key(suite=SUITE):
+    spec = {"suite": suite, "variant": VARIANT, "packages": sorted(packages(suite)),
             "customise": CUSTOMISE_VERSION}
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def path():
-    return os.path.join(CACHE, "rootfs-%s-%s" % (SUITE, cache_key()))
+def path(suite=SUITE):
+    return os.path.join(CACHE, "rootfs-%s-%s" % (suite, cache_key(suite)))
 
 
 @contextlib.contextmanager
@@ -81,9 +101,10 @@ def customise(root):
         os.unlink(deb)
 
 
-def ensure(log):
-    """Return the cached rootfs, building it first if needed (about 75 s)."""
-    final = path()
+def ensure(log, suite=SUITE):
+    """Return the cached rootfs of ``suite``, building it first if needed (about 75 s)."""
+    check_suite(suite)
+    final = path(suite)
     if os.path.isdir(final):
         return final
     os.makedirs(CACHE, exist_ok=True)
@@ -93,16 +114,16 @@ def ensure(log):
         for stale in glob.glob(os.path.join(CACHE, ".build-*")):
             log("rootfs: discarding unfinished build %s" % stale)
             _discard(stale)
-        mirror = os.environ.get("LAB_MIRROR") or _sources.find_mirror(SUITE)
+        mirror = os.environ.get("LAB_MIRROR") or _sources.find_mirror(suite)
         build = tempfile.mkdtemp(prefix=".build-", dir=CACHE)
         # mkdtemp makes it 0700; as the guests' / it must let non-root users through.
         os.chmod(build, 0o755)
         build_log = final + ".log"
         log("rootfs: debootstrap %s %s from %s into %s (once, about 75 s; log %s)"
-            % (VARIANT, SUITE, mirror, final, build_log))
+            % (VARIANT, suite, mirror, final, build_log))
         started = time.monotonic()
-        cmd = ["debootstrap", "--variant=" + VARIANT, "--include=" + ",".join(PACKAGES),
-               SUITE, build, mirror]
+        cmd = ["debootstrap", "--variant=" + VARIANT,
+               "--include=" + ",".join(packages(suite)), suite, build, mirror]
         try:
             with open(build_log, "w") as out:
                 _proc.run(cmd, stdout=out, stderr=out, capture_output=False)

@@ -2,12 +2,16 @@
 """Throwaway lab hosts with real systemd, sshd, python3 and HAProxy, for tests and the demo.
 
     lab.py up     --name NAME [--app-hosts N] [--topology lb|single] [--lb-hosts M]
+                  [--suite bullseye|bookworm|trixie] [--lb-suite SUITE]
                   [--net 10.213.X] [--no-provision]
     lab.py down   --name NAME
     lab.py status --name NAME [--json]
 
 Each host is a systemd-nspawn container booted from an overlay over one shared debootstrap
 rootfs, with its own address on the bridge ``hd-NAME`` (see _plan.py for the addressing).
+Every host boots the Debian release ``--suite`` (default bookworm), but the HAProxy-only hosts,
+which boot ``--lb-suite`` (default: ``--suite``), so a fleet can mix releases; each suite has
+its own cached rootfs (_rootfs.py).
 ``up`` is idempotent and ends with two lines: ``INVENTORY=<path>`` and ``LB_URL=<url>``.
 ``down`` leaves no process, mount, cgroup, link or state behind, also after a failed ``up``.
 Run as root; Python standard library only. State lives in ``.lab/NAME/`` of the repository.
@@ -380,9 +384,13 @@ def cmd_up(args):
     started = time.monotonic()
     state = load_state(args.name)
     net, hosts = plan_from_args(args, state)
-    rootfs = _rootfs.ensure(log)
+    suites = _plan.host_suites(hosts, args.suite, args.lb_suite)
+    rootfses = {}
+    for suite in sorted(set(suites.values()), key=list(_rootfs.SUITES).index):
+        rootfses[suite] = _rootfs.ensure(log, suite)
     os.makedirs(lab_dir(args.name), exist_ok=True)
     state = state or {"name": args.name, "net": net, "hosts": {}}
+    state["suite"], state["lb_suite"] = args.suite, args.lb_suite or args.suite
     save_state(args.name, state)
     ensure_key(args.name)
     bridge = _plan.bridge_name(args.name)
@@ -396,11 +404,13 @@ def cmd_up(args):
         launcher = (info or {}).get("launcher") or {}
         # Without its launcher a guest would not come back from a reboot: start it afresh.
         if (info and host_name in wanted and info["address"] == wanted[host_name]["address"]
+                and info["rootfs"] == rootfses[suites[host_name]]
                 and os.path.isdir(info["rootfs"]) and guest_pids(pids)[1]
                 and _proc.alive(launcher.get("pid"), launcher.get("start"))):
             running.add(host_name)
         elif info or pids or os.path.isdir(host_dir(args.name, host_name)):
-            # Gone from the plan, moved, dead or half made: start again from a clean overlay.
+            # Gone from the plan, moved, on another release, dead or half made: start again
+            # from a clean overlay.
             log("%-6s %s; removing it" % (host_name, stop_host(args.name, host_name, info)))
             remove_host(args.name, host_name)
             state["hosts"].pop(host_name, None)
@@ -409,7 +419,8 @@ def cmd_up(args):
     booting = {}
     for host in hosts:
         info = state["hosts"].setdefault(host["name"], {
-            "address": host["address"], "groups": host["groups"], "rootfs": rootfs,
+            "address": host["address"], "groups": host["groups"],
+            "suite": suites[host["name"]], "rootfs": rootfses[suites[host["name"]]],
             "uuid": uuid.uuid4().hex})
         info["groups"] = host["groups"]
         merged = mount_overlay(args.name, host["name"], info["rootfs"])
@@ -443,9 +454,9 @@ def cmd_up(args):
                 % (host["name"], host["address"], result["state"] or "no ssh", console,
                    tail(console)))
         elif host["name"] in booting:
-            log("%-6s %-13s booted in %.1f s (ssh after %.1f s, %s)"
-                % (host["name"], host["address"], result["ready"], result["ssh"],
-                   result["state"]))
+            log("%-6s %-13s %-8s booted in %.1f s (ssh after %.1f s, %s)"
+                % (host["name"], host["address"], suites[host["name"]], result["ready"],
+                   result["ssh"], result["state"]))
         if result["state"] == "degraded":
             failed_units = subprocess.run(
                 ssh_argv(args.name, host["address"], "systemctl --failed --no-legend --plain"),
@@ -458,7 +469,8 @@ def cmd_up(args):
         log("%d host(s) booted, lab ready in %.1f s" % (len(booting), time.monotonic() - started))
 
     inventory = os.path.join(lab_dir(args.name), "inventory.yml")
-    write_if_changed(inventory, _plan.render_inventory(args.name, hosts, key_path(args.name)))
+    write_if_changed(inventory, _plan.render_inventory(args.name, hosts, key_path(args.name),
+                                                       suites))
     if not args.no_provision:
         provision(inventory)
     log("total %.1f s" % (time.monotonic() - started))
@@ -526,6 +538,7 @@ def cmd_status(args):
         alive = _proc.alive(launcher.get("pid"), launcher.get("start"))
         nspawn, pid1 = guest_pids(host_pids(args.name, host_name, info))
         rows.append({"host": host_name, "address": info["address"], "groups": info["groups"],
+                     "suite": info.get("suite", _rootfs.SUITE),
                      "launcher": launcher.get("pid") if alive else None, "nspawn": nspawn,
                      "pid1": pid1, "state": states[host_name].result()})
     bridge = _plan.bridge_name(args.name)
@@ -538,11 +551,12 @@ def cmd_status(args):
         log("lab %s: bridge %s %s.1/24 (%s), inventory %s"
             % (args.name, bridge, state["net"],
                "present" if _proc.link_exists(bridge) else "MISSING", inventory))
-        log("%-6s %-13s %-13s %-9s %-7s %-7s %s"
-            % ("HOST", "ADDRESS", "GROUPS", "LAUNCHER", "NSPAWN", "PID1", "REACHABLE"))
+        log("%-6s %-13s %-13s %-8s %-9s %-7s %-7s %s"
+            % ("HOST", "ADDRESS", "GROUPS", "SUITE", "LAUNCHER", "NSPAWN", "PID1", "REACHABLE"))
         for row in rows:
-            log("%-6s %-13s %-13s %-9s %-7s %-7s %s"
-                % (row["host"], row["address"], ",".join(row["groups"]), row["launcher"] or "-",
+            log("%-6s %-13s %-13s %-8s %-9s %-7s %-7s %s"
+                % (row["host"], row["address"], ",".join(row["groups"]), row["suite"],
+                   row["launcher"] or "-",
                    row["nspawn"] or "-", row["pid1"] or "-",
                    "yes (%s)" % row["state"] if row["state"] else "no"))
     return 0 if all(r["state"] in READY_STATES for r in rows) else 1
@@ -567,6 +581,10 @@ def parse_args(argv):
     up.add_argument("--app-hosts", type=int, default=None, help="app hosts (default 2)")
     up.add_argument("--lb-hosts", type=int, default=1, help="LB hosts (default 1)")
     up.add_argument("--topology", choices=_plan.TOPOLOGIES, default="lb")
+    up.add_argument("--suite", choices=list(_rootfs.SUITES), default=_rootfs.SUITE,
+                    help="Debian release of the hosts (default %s)" % _rootfs.SUITE)
+    up.add_argument("--lb-suite", choices=list(_rootfs.SUITES), default=None,
+                    help="Debian release of the HAProxy-only hosts (default: --suite)")
     up.add_argument("--net", help="first three octets of the lab's /24, e.g. 10.213.7")
     up.add_argument("--no-provision", action="store_true",
                     help="do not run tests/lab/site.yml")

@@ -85,3 +85,27 @@ def test_guest_files():
                                                                "10.213.1.11\tapp1"]
     assert _plan.render_network("10.213.1.11", "10.213.1") == (
         "[Match]\nName=host0\n\n[Network]\nAddress=10.213.1.11/24\nGateway=10.213.1.1\n")
+
+
+def test_suites_lb_hosts_may_run_another_release():
+    hosts = _plan.plan_hosts("10.213.1", app_hosts=2, lb_hosts=2)
+    assert _plan.host_suites(hosts, "bullseye") == {
+        "lb1": "bullseye", "lb2": "bullseye", "app1": "bullseye", "app2": "bullseye"}
+    assert _plan.host_suites(hosts, "bullseye", "trixie") == {
+        "lb1": "trixie", "lb2": "trixie", "app1": "bullseye", "app2": "bullseye"}
+
+
+def test_suites_single_host_has_one_release():
+    hosts = _plan.plan_hosts("10.213.1", "single")
+    assert _plan.host_suites(hosts, "trixie", "trixie") == {"app1": "trixie"}
+    with pytest.raises(_plan.PlanError, match="topology single"):
+        _plan.host_suites(hosts, "trixie", "bullseye")
+
+
+def test_inventory_names_each_hosts_release():
+    hosts = _plan.plan_hosts("10.213.1", app_hosts=1)
+    suites = _plan.host_suites(hosts, "bullseye", "trixie")
+    data = yaml.safe_load(_plan.render_inventory("itest", hosts, "/k", suites))
+    assert data["all"]["children"]["haproxy"]["hosts"]["lb1"]["lab_debian_suite"] == "trixie"
+    assert data["all"]["children"]["app"]["hosts"]["app1"] == {
+        "ansible_host": "10.213.1.11", "lab_debian_suite": "bullseye"}

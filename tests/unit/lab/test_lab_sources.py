@@ -62,7 +62,49 @@ def test_sources_list_first_then_directory_in_name_order(tmp_path):
     assert _sources.find_mirror("bookworm", **paths) == "http://a.example/debian"
 
 
-def test_no_source_for_the_suite_is_a_clear_error(tmp_path):
-    paths = write(tmp_path, {"debian.sources": DEB822.replace("bookworm", "trixie")})
+def test_no_source_for_any_debian_release_is_a_clear_error(tmp_path):
+    text = DEB822.replace("bookworm-security", "x").replace("bookworm", "cloud-sdk-bookworm")
+    paths = write(tmp_path, {"debian.sources": text})
     with pytest.raises(_sources.MirrorNotFound, match=r"'bookworm'.*debian\.sources.*LAB_MIRROR"):
         _sources.find_mirror("bookworm", **paths)
+
+
+def test_another_release_gives_the_mirror_for_a_suite_no_source_names(tmp_path):
+    """A Debian 12 machine names bookworm only; its mirror serves bullseye and trixie too."""
+    paths = write(tmp_path, {"debian.sources": DEB822})
+    assert _sources.find_mirror("trixie", **paths) == "http://mirror.example/debian"
+    assert _sources.find_mirror("bullseye", **paths) == "http://mirror.example/debian"
+
+
+def test_a_source_for_the_suite_itself_wins_over_another_release(tmp_path):
+    paths = write(tmp_path, {
+        "a.sources": DEB822,
+        "b.list": "deb http://trixie.example/debian trixie main\n",
+    })
+    assert _sources.find_mirror("trixie", **paths) == "http://trixie.example/debian"
+    assert _sources.find_mirror("bookworm", **paths) == "http://mirror.example/debian"
+
+
+def test_only_a_plain_debian_release_stands_in(tmp_path):
+    """Never the security archive, -updates/-backports, nor a third-party suite that merely
+    contains a release name."""
+    paths = write(tmp_path, {
+        "sources.list": ("deb http://other.example/apt cloud-sdk-bookworm main\n"
+                         "deb http://sec.example/debian-security bookworm-security main\n"
+                         "deb http://upd.example/debian bookworm-updates main\n"
+                         "deb http://stable.example/debian stable main\n"),
+    })
+    assert _sources.find_mirror("bullseye", **paths) == "http://stable.example/debian"
+
+
+def test_the_security_archive_never_stands_in(tmp_path):
+    paths = write(tmp_path, {"sources.list": "deb http://sec.example/debian-security "
+                                             "bookworm-security main\n"})
+    with pytest.raises(_sources.MirrorNotFound, match=r"'trixie'.*another Debian release"):
+        _sources.find_mirror("trixie", **paths)
+
+
+def test_a_suite_that_is_not_a_debian_release_needs_its_own_source(tmp_path):
+    paths = write(tmp_path, {"debian.sources": DEB822})
+    with pytest.raises(_sources.MirrorNotFound, match=r"'jammy'"):
+        _sources.find_mirror("jammy", **paths)

@@ -66,8 +66,9 @@ def install_tools(lib_dir):
     return os.path.join(lib_dir, "haproxy_state.py")
 
 
-def exec_reload(unit_text):
-    """The ExecReload values of a unit file or drop-in, in order ("" for a reset)."""
+def exec_reload(unit_text, key="ExecReload"):
+    """The ExecReload (or ``key``) values of a unit file or drop-in, in order ("" for a
+    reset)."""
     lines, section = [], None
     for raw in unit_text.splitlines():
         line = raw.strip()
@@ -76,8 +77,8 @@ def exec_reload(unit_text):
         if line.startswith("["):
             section = line
             continue
-        if section == "[Service]" and line.startswith("ExecReload="):
-            lines.append(line[len("ExecReload="):])
+        if section == "[Service]" and line.startswith(key + "="):
+            lines.append(line[len(key) + 1:])
     return lines
 
 

@@ -160,3 +160,22 @@ def test_argument_specs_document_the_new_variables():
         "haproxy_state_save_timeout"] == 10
     defaults = yaml.safe_load(open(os.path.join(role.ROLE, "defaults", "main.yml")))
     assert set(defaults) == set(options)
+
+
+def test_dropin_saves_the_state_on_stop_too():
+    """A restart (a package upgrade's) stops first: ExecStop= saves while HAProxy still
+    answers, with the very command of the reload, never failing the stop."""
+    text = role.render("hitless-save-state.conf.j2")
+    stop = role.exec_reload(text, "ExecStop")
+    assert stop == ["", role.exec_reload(text)[1]]
+    assert stop[1].startswith("-/usr/bin/timeout -k 2 10 /usr/bin/python3 ")
+
+
+def test_idle_close_on_response_only_where_haproxy_has_it():
+    assert "\n    option idle-close-on-response\n" in role.render("haproxy.cfg.j2")
+    assert "\n    option idle-close-on-response\n" in role.render(
+        "haproxy.cfg.j2", _haproxy_idle_close_on_response=True, haproxy_installed_version="3.0.11")
+    old = role.render("haproxy.cfg.j2", _haproxy_idle_close_on_response=False,
+                      haproxy_installed_version="2.2.9")
+    assert "option idle-close-on-response" not in old.replace('"option idle-close-on-response"', "")
+    assert "HAProxy 2.2.9 has no" in old
