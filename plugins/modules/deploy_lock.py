@@ -151,6 +151,11 @@ backends:
   description: Backend O(backend) as HAProxy shows it, keyed by its name.
   returned: with O(haproxy_socket) and O(state=held)
   type: dict
+haproxy_version:
+  description: HAProxy's version, from C(show info) (C(add server) came with 2.5).
+  returned: with O(haproxy_socket) and O(state=held)
+  type: str
+  sample: 2.6.12-1+deb12u2
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -169,8 +174,9 @@ from ansible_collections.hitless.deploy.plugins.module_utils._haproxy_runtime im
 
 
 def read_backend(socket_path, backend):
+    """The backend and HAProxy's version (what its runtime API can do), over one socket."""
     client = open_client(socket_path, 5.0)
-    return client.backends(backend, probe_dynamic=True)
+    return client.backends(backend, probe_dynamic=True), client.version()
 
 
 def main():
@@ -197,7 +203,8 @@ def main():
         module.fail_json(msg="lock of backend %s: %s" % (module.params["backend"], e))
     if module.params["haproxy_socket"] and module.params["state"] == "held":
         try:
-            result["backends"] = read_backend(module.params["haproxy_socket"], module.params["backend"])
+            result["backends"], result["haproxy_version"] = read_backend(
+                module.params["haproxy_socket"], module.params["backend"])
         except NotFoundError as e:
             module.fail_json(msg="%s: %s %s does not exist" % (e.kind, e.kind, e.name), **result)
         except SocketError as e:
