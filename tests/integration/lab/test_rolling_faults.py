@@ -11,15 +11,19 @@ HAProxy servers, journal, lock) and who answered.
 - a config-only redeploy: a new release directory, the serving one unchanged, the clone served
   the old configuration; a breaking configuration: rolled back, serving release unchanged;
 - `systemctl reload haproxy` in each LB window: the deploy completes;
+- `systemctl restart haproxy` while the original is drained: it stays drained, and the only
+  failed requests are the restart's own, as with a restart and no deploy;
 - a failing hook after route back and after cleanup: no restart of a serving instance, no mark;
   one after upgrade or before route back: rolled back, no mark, a re-run deploys the release.
 
 The tests run in this order and each starts from what the previous one left (FROM below).
 """
+import json
 import os
 import re
 import sys
 import threading
+import time
 
 import pytest
 
@@ -275,6 +279,81 @@ def test_haproxy_reload_during_the_deploy(flab, tmp_path, window):
         Run(release=new, triggers=[(on_app1(window), reload_haproxy(flab))])])
     assert result.runs[0].fired, result.tail()
     check_converged(flab, result, new, old)
+
+
+class HAProxyRestart:
+    """A trigger action: `systemctl restart haproxy` on lb1 (what a package upgrade runs),
+    timed, so the failures and samples it explains can be told from those it does not."""
+
+    def __init__(self, flab):
+        self.flab = flab
+        self.fired = self.done = None
+        self.thread = None
+
+    def __call__(self, proc):
+        self.fired = time.time()
+        self.thread = threading.Thread(target=self._restart)
+        self.thread.start()
+
+    def _restart(self):
+        proc = self.flab.ssh("lb1", "systemctl restart haproxy")
+        assert proc.returncode == 0, proc.stderr
+        self.done = time.time()
+
+    def window(self, slack=3.0):
+        """Epoch bounds within which a restart may fail requests: from the command until the
+        new process has taken its listeners and run its first checks."""
+        self.thread.join(60)
+        return self.fired - 0.5, self.done + slack
+
+
+def outside(result, window):
+    """Failed requests of ``result`` that were not in flight within the epoch ``window`` (a
+    restart fails what it finds in flight, a slow request sent long before it included)."""
+    return [f for lb, probe in result.probes.items() for f in probe["failures"]
+            if probe["t0_epoch"] + (f["end"] or f["start"]) < window[0]
+            or probe["t0_epoch"] + f["start"] > window[1]]
+
+
+def samples(result, lb, since, until):
+    poller = result.pollers[lb]
+    return [s for s in poller["samples"] if since <= poller["t0_epoch"] + s[0] <= until]
+
+
+def test_haproxy_restart_keeps_the_drain_and_fails_only_what_a_restart_alone_fails(flab, tmp_path):
+    old = serving(flab)
+    new = NEXT[old]
+    apps = flab.groups["app"]
+    # The restart alone: a deploy that has nothing to do, the same probes, a restart in it.
+    alone = HAProxyRestart(flab)
+    baseline = deploy_runs(flab, mkdir(tmp_path / "alone"), [
+        Run(release=old, triggers=[(on_app1("Take the deploy lock"), alone)])])
+    assert baseline.rc == 0 and baseline.runs[0].fired, baseline.tail()
+    assert outside(baseline, alone.window()) == [], baseline.failures
+    # The same restart while the original is drained and restarting: it must come back drained
+    # (the state saved on stop), not as the last reload left it (in service).
+    during = HAProxyRestart(flab)
+    result = deploy_runs(flab, mkdir(tmp_path / "during"), [
+        Run(release=new, triggers=[(on_app1("Restart the original on release"), during)])])
+    assert result.rc == 0 and result.runs[0].fired, result.tail(60)
+    window = during.window()
+    assert outside(result, window) == [], result.failures
+    marks = {m["step"]: m["at"] for m in result.records["app1"]["marks"]}
+    held = samples(result, "lb1", during.done, marks["route_back"])
+    assert held, "no show stat sample between the restart and route back"
+    # As before the restart: the clone in service, the original out of it.
+    assert all(s[2].get("app1-clone", "").startswith("UP") and not s[2].get("app1", "").startswith("UP")
+               for s in held), held
+    assert all(s[1] >= len(apps) for s in samples(result, "lb1", window[1], result.ended)), \
+        result.pollers["lb1"]["samples"]
+    check_clean(flab, new)
+    assert result.answered_after_end() == {(h, new) for h in apps}
+    with open(str(tmp_path / "restart.json"), "w") as handle:
+        json.dump({"restart_alone": {"requests": baseline.requests, "failed": baseline.failed},
+                   "restart_during_deploy": {"requests": result.requests, "failed": result.failed,
+                                             "drained_samples": len(held)}}, handle)
+    print("haproxy restart alone: %d of %d failed; during the deploy: %d of %d failed"
+          % (baseline.failed, baseline.requests, result.failed, result.requests))
 
 
 def restarts_since(flab, host, epoch):
