@@ -26,8 +26,9 @@ SUITES = {
     "trixie": {"debian": "13", "systemd": "257", "python": "3.13", "haproxy": "3.0"},
 }
 VARIANT = "minbase"
+# nodejs: the real Node.js app of tests/real_apps runs on Debian's own (docs/apps.md).
 PACKAGES = ("systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "iproute2",
-            "haproxy")
+            "haproxy", "nodejs")
 # Packages split out of systemd in later releases that the lab needs (networkd configures
 # host0; in trixie it is still in systemd, resolved is not needed).
 EXTRA_PACKAGES = {}
