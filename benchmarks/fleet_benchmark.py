@@ -199,13 +199,18 @@ def forks_for(app_hosts):
     return max(5, app_hosts)
 
 
-def deploy_command(strategy, lab, serial, workdir, bench_venv):
+def deploy_command(strategy, lab, serial, workdir, bench_venv, startup_delay=None):
+    """The strategy's ansible-playbook command. ``startup_delay``: seconds the new release takes
+    to bind (a slow start, as a JVM or Rails app's), else the lab's own."""
     archive = os.path.join(demo.RELEASES, TO_RELEASE + ".tar.gz")
     if not os.path.exists(archive):
         raise demo.DemoError("no release archive %s (run 'make releases')" % archive)
     startup = demo.DEPLOY_VARS["rolling_environment"]["STARTUP_DELAY"]
+    if startup_delay is not None:
+        startup = "%g" % startup_delay
     if strategy == "rolling":
         variables = dict(demo.DEPLOY_VARS, **rb.BENCH_VARS)
+        variables.update(demo.slow_start_vars(startup_delay)[0])
         variables.update(rolling_report_dir=os.path.join(workdir, "records"),
                          hitless_release_src=archive, hitless_serial=serial)
         return ([os.path.join(MAIN_BIN, "ansible-playbook"), "-i", lab.inventory,
@@ -752,8 +757,8 @@ def markdown(report, summary, plotted, json_rel, timeline_rel, scaling_rel):
         "every request; a connection wrk had to reopen counts as one failed request |")
     say("| capacity | `tests/probe/statpoller.py`: `show stat` every %d ms on every HAProxy "
         "host; a server counts when its status starts with UP |" % st["poll_interval_ms"])
-    say("| app | sample app, start-up `STARTUP_DELAY` = %g s (the lab's setting, "
-        "`tests/lab/demo.py` DEPLOY_VARS) |" % st["startup_delay_s"])
+    say("| app | sample app, start-up `STARTUP_DELAY` = %g s of the new release (`--startup-delay`; "
+        "default the lab's setting, `tests/lab/demo.py` DEPLOY_VARS) |" % st["startup_delay_s"])
     say("| HAProxy checks | every %d ms, rise %d, fall %d (the haproxy role's defaults; the "
         "rolling role gives the clone the same) |"
         % (st["check_inter_ms"], st["check_rise"], st["check_fall"]))
@@ -937,7 +942,8 @@ def bench_size(size, args, stamp_dir, runs_out):
                                                     run)
                     workdir = os.path.join(stamp_dir, tag)
                     reset_s = reset(lab)
-                    cmd, binary = deploy_command(strategy, lab, serial, workdir, args.bench_venv)
+                    cmd, binary = deploy_command(strategy, lab, serial, workdir, args.bench_venv,
+                                                 args.startup_delay)
                     result = run_deploy(lab, cmd, binary, workdir, args)
                     figures = analyse(lab, strategy, serial, run, result, workdir, args.before)
                     figures["reset_s"] = reset_s
@@ -978,6 +984,9 @@ def main(argv=None):
                         help="seconds of load before each playbook (latency 'before')")
     parser.add_argument("--tail", type=float, default=2.0, help="seconds of load after it")
     parser.add_argument("--timeout", type=int, default=1800, help="longest playbook run (s)")
+    parser.add_argument("--startup-delay", type=float, default=None,
+                        help="seconds the new release takes to bind (a slow start, as a JVM or "
+                             "Rails app's); default: the lab's own")
     parser.add_argument("--bench-venv", default=BENCH_VENV,
                         help="virtualenv with requirements-bench.txt (community.general)")
     parser.add_argument("--keep-labs", action="store_true", help="leave the labs up afterwards")
@@ -1039,7 +1048,8 @@ def main(argv=None):
         "strategies": args.strategies, "large_serials": args.large_serials,
         "lab_boot_s": lab_boot,
         "settings": {
-            "startup_delay_s": rb.STARTUP_DELAY, "check_inter_ms": rb.CHECK_INTER_MS,
+            "startup_delay_s": rb.STARTUP_DELAY if args.startup_delay is None else args.startup_delay,
+            "check_inter_ms": rb.CHECK_INTER_MS,
             "check_rise": rb.CHECK_RISE, "check_fall": 2,
             "drain_grace_s": demo.DEPLOY_VARS["rolling_drain_grace"],
             "lb_hosts": args.lb_hosts, "connections": args.connections, "think_ms": args.think_ms,
