@@ -184,7 +184,7 @@ def pinned_releases(layout, pin_dir=PIN_DIR):
         rel = os.path.relpath(os.path.realpath(workdir), real_releases)
         if rel == "." or rel == ".." or rel.startswith("../"):
             continue
-        pins.setdefault(rel.split("/")[0], []).append(conf)
+        pins.setdefault(rel.split("/", 1)[0], []).append(conf)
     return pins
 
 

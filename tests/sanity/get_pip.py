@@ -16,6 +16,10 @@ import os
 import sys
 
 
+# Debian's Python keeps ensurepip's wheels here (python3-pip-whl), not in ``_bundled``.
+DEBIAN_WHEELS = "/usr/share/python-wheels"
+
+
 def bundled_pip_wheel():
     """Return the path of the pip wheel that ensurepip ships, or exit when there is none."""
     try:
@@ -23,11 +27,11 @@ def bundled_pip_wheel():
     except ImportError:
         sys.exit("get_pip.py: this Python has no ensurepip module to bootstrap pip from")
 
-    bundled = os.path.join(os.path.dirname(ensurepip.__file__), "_bundled")
-    wheels = sorted(glob.glob(os.path.join(bundled, "pip-*.whl")))
+    dirs = [os.path.join(os.path.dirname(ensurepip.__file__), "_bundled"), DEBIAN_WHEELS]
+    wheels = sorted(path for d in dirs for path in glob.glob(os.path.join(d, "pip-*.whl")))
 
     if not wheels:
-        sys.exit("get_pip.py: ensurepip of this Python ships no pip wheel")
+        sys.exit("get_pip.py: no pip wheel in %s" % ", ".join(dirs))
 
     return wheels[-1]
 
