@@ -25,16 +25,25 @@ LAB_NAME ?= lab
 LAB_APP_HOSTS ?= 2
 LAB_LB_HOSTS ?= 1
 LAB_TOPOLOGY ?= lb
-APT_PACKAGES := systemd-container debootstrap haproxy iproute2 openssh-client
+# Debian release of the lab hosts (bullseye, bookworm or trixie) and of the HAProxy-only hosts.
+LAB_SUITE ?= bookworm
+LAB_LB_SUITE ?= $(LAB_SUITE)
+# python3-venv: the real apps' virtualenvs are built with Debian's /usr/bin/python3, as the lab
+# hosts run it (tests/real_apps). npm (for the Node.js app's node_modules) comes with the
+# machine's Node.js; Debian's nodejs and npm only where there is none.
+APT_PACKAGES := systemd-container debootstrap haproxy iproute2 openssh-client python3-venv
 
 .PHONY: help deps apt venv collection releases unit integration integration-local \
 	integration-lab molecule lint sanity docs-check build galaxy-check ee-check test demo deploy lab-up lab-down clean bench
 
 help:
 	@echo "make demo       boot the lab, deploy the next release under load, draw the result"
+	@echo "                (STARTUP=10: the new release takes 10 s to start, like a JVM app)"
 	@echo "make deploy     RELEASE=v1|v2|v3|broken|crash: rolling deploy on the running lab"
+	@echo "                (CORE=2.15|2.19|2.21: from a controller with that ansible-core)"
 	@echo "make test       install what is needed, then unit, integration, molecule and lint"
-	@echo "make lab-up     boot the lab (LAB_APP_HOSTS=N, LAB_LB_HOSTS=M, LAB_TOPOLOGY=lb|single)"
+	@echo "make lab-up     boot the lab (LAB_APP_HOSTS=N, LAB_LB_HOSTS=M, LAB_TOPOLOGY=lb|single,"
+	@echo "                LAB_SUITE=bullseye|bookworm|trixie, LAB_LB_SUITE=... for the HAProxy hosts)"
 	@echo "make lab-down   tear the lab down, leaving nothing behind"
 	@echo "make bench      naive vs community.general vs rolling under load (BENCH_SIZES=1,2,10 BENCH_RUNS=3),"
 	@echo "                results in docs/benchmarks.md and docs/img/bench-*.svg"
@@ -46,6 +55,8 @@ $(TMP)/apt.stamp:
 	@mkdir -p $(TMP)
 	dpkg -s $(APT_PACKAGES) > /dev/null 2>&1 || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); }
+	command -v npm > /dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm; }
 	@touch $@
 
 venv: $(VENV)/.stamp
@@ -70,24 +81,32 @@ integration-local: deps
 	$(BIN)/pytest -q -n 2 tests/integration/local
 
 # The lab tests boot their own labs (itest, itest-lb2, itest-one; itest-fault for the fault
-# tests) and tear them down in teardown, even on failure. The fault tests run in a second pytest
-# session beside the others (one lab each, no sharing); tests/integration/lab/fault_matrix.py
-# tabulates what both measured from $(TMP)/itest.
-# LAB_SIDE_TARGETS: make targets run once the other lab tests are done, while the fault tests
-# (the longer session) still run, so the machine's second core is not left idle (make test).
+# tests) and tear them down in teardown, even on failure. Three pytest sessions run side by side
+# (one lab each, no sharing; they mostly wait on starts, checks and drains): the fault tests,
+# the matrix (Debian 11/13 and mixed fleets, controllers with ansible-core 2.15 and 2.21, the
+# real apps) and the others. tests/integration/lab/fault_matrix.py tabulates what they measured
+# from $(TMP)/itest.
+# LAB_SIDE_TARGETS: make targets run once the other lab tests are done, while the longer
+# sessions still run, so no core is left idle (make test).
 LAB_SIDE_TARGETS ?=
+LAB_MATRIX_TESTS := $(addprefix tests/integration/lab/,test_platforms.py test_controllers.py test_real_apps.py)
 integration-lab: deps
 	@rm -rf $(TMP)/itest && mkdir -p $(TMP)/itest
 	@$(BIN)/pytest -q --basetemp=$(TMP)/itest/faults tests/integration/lab/test_rolling_faults.py \
 	  > $(TMP)/itest/faults.log 2>&1 & faults=$$!; \
+	$(BIN)/pytest -q --basetemp=$(TMP)/itest/matrix $(wildcard $(LAB_MATRIX_TESTS)) \
+	  > $(TMP)/itest/matrix.log 2>&1 & matrix=$$!; \
 	$(BIN)/pytest -q --basetemp=$(TMP)/itest/others tests/integration/lab \
-	  --ignore=tests/integration/lab/test_rolling_faults.py && others=0 || others=$$?; \
+	  --ignore=tests/integration/lab/test_rolling_faults.py \
+	  $(addprefix --ignore=,$(LAB_MATRIX_TESTS)) && others=0 || others=$$?; \
 	side=0; if [ -n "$(LAB_SIDE_TARGETS)" ]; then \
 	  $(MAKE) --no-print-directory $(LAB_SIDE_TARGETS) || side=$$?; fi; \
+	wait $$matrix && mstatus=0 || mstatus=$$?; \
+	echo "--- matrix tests ($(notdir $(LAB_MATRIX_TESTS))):"; cat $(TMP)/itest/matrix.log; \
 	wait $$faults && status=0 || status=$$?; \
 	echo "--- fault tests (tests/integration/lab/test_rolling_faults.py):"; cat $(TMP)/itest/faults.log; \
 	$(BIN)/python tests/integration/lab/fault_matrix.py $(TMP)/itest; \
-	test $$others -eq 0 && test $$side -eq 0 && test $$status -eq 0
+	test $$others -eq 0 && test $$side -eq 0 && test $$mstatus -eq 0 && test $$status -eq 0
 
 integration: integration-local integration-lab
 
@@ -156,11 +175,12 @@ ee-check: build
 test: deps
 	@start=$$(date +%s); \
 	$(MAKE) --no-print-directory unit docs-check integration-local && \
-	$(MAKE) --no-print-directory integration-lab LAB_SIDE_TARGETS="sanity molecule lint build galaxy-check ee-check" && \
+	$(MAKE) --no-print-directory integration-lab LAB_SIDE_TARGETS="sanity sanity-2.21 molecule lint build galaxy-check ee-check" && \
 	echo "make test: all stages passed in $$(( $$(date +%s) - start )) s"
 
 lab-up: deps
-	$(LAB) up --name $(LAB_NAME) --app-hosts $(LAB_APP_HOSTS) --lb-hosts $(LAB_LB_HOSTS) --topology $(LAB_TOPOLOGY)
+	$(LAB) up --name $(LAB_NAME) --app-hosts $(LAB_APP_HOSTS) --lb-hosts $(LAB_LB_HOSTS) --topology $(LAB_TOPOLOGY) \
+	  --suite $(LAB_SUITE) --lb-suite $(LAB_LB_SUITE)
 
 lab-down: venv
 	$(LAB) down --name $(LAB_NAME)
@@ -168,9 +188,15 @@ lab-down: venv
 # Deploys v2 (or the next release when the lab serves v2 already) under the load probe; prints
 # the step timeline and `requests: N, failed: F`, draws .tmp/demo/deploy.svg.
 demo: lab-up
-	@$(BIN)/python tests/lab/demo.py --name $(LAB_NAME) $(if $(RELEASE),--release $(RELEASE))
+	@$(BIN)/python tests/lab/demo.py --name $(LAB_NAME) $(if $(RELEASE),--release $(RELEASE)) \
+	  $(if $(STARTUP),--startup-delay $(STARTUP))
 
 # The rolling deploy alone, against the running lab: point your own load generator at LB_URL.
+# CORE=2.15|2.19|2.21: from a controller with that ansible-core instead of .venv's (it prints its
+# version first): 2.15 and 2.19 from .tmp/core-X, 2.21 from a Debian 13 container
+# (tests/controller/run.py, docs/development.md "Controllers").
+CORE ?=
+CONTROLLER = $(if $(CORE),$(BIN)/python tests/controller/run.py --core $(CORE) --)
 deploy: venv collection
 	@case "$(RELEASE)" in v1|v2|v3|broken|crash) ;; \
 	  *) echo "make deploy: RELEASE='$(RELEASE)': use RELEASE=v1, v2, v3, broken or crash" >&2; exit 2;; esac
@@ -178,9 +204,17 @@ deploy: venv collection
 	  echo "make deploy: lab $(LAB_NAME) is not up (or not reachable): run 'make lab-up' first" >&2; exit 2; }
 	@test -f $(RELEASES)/$(RELEASE).tar.gz || $(MAKE) --no-print-directory releases
 	@echo "LB_URL=$$(sed -n 's/^ *lab_lb_url: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' .lab/$(LAB_NAME)/inventory.yml)"
-	$(BIN)/ansible-playbook -i .lab/$(LAB_NAME)/inventory.yml hitless.deploy.rolling \
+	$(CONTROLLER) $(BIN)/ansible-playbook -i .lab/$(LAB_NAME)/inventory.yml hitless.deploy.rolling \
 	  -e hitless_release_src=$(RELEASES)/$(RELEASE).tar.gz \
 	  -e '{"rolling_environment": {"STARTUP_DELAY": "1"}, "rolling_drain_grace": 3}'
+
+# ansible-test sanity with ansible-core 2.21 (Python 3.13), in the Debian 13 controller
+# container, on its own copy of the tree (tests/controller/sanity.sh, tests/sanity/run.sh);
+# SANITY_ARGS adds options (e.g. SANITY_ARGS="--test pylint").
+SANITY_ARGS ?=
+.PHONY: sanity-2.21
+sanity-2.21: venv
+	$(BIN)/python tests/controller/run.py --core 2.21 -- bash tests/controller/sanity.sh 2.21 $(SANITY_ARGS)
 
 # The three strategies side by side in the labs benchf1, benchf2, benchf10 (booted and torn
 # down by the script), then docs/benchmarks.md and its plots from the JSON it wrote. wrk and a
@@ -189,6 +223,8 @@ deploy: venv collection
 # is the benchmark's.
 BENCH_SIZES ?= 1,2,10
 BENCH_RUNS ?= 3
+# BENCH_STARTUP=S: the new release takes S s to bind (a slow start, as a JVM or Rails app's).
+BENCH_STARTUP ?=
 BENCH_VENV := $(TMP)/bench-venv
 
 bench: deps
@@ -199,7 +235,7 @@ bench: deps
 	  $(BENCH_VENV)/bin/pip install -q --disable-pip-version-check -r benchmarks/requirements-bench.txt && \
 	  touch $(BENCH_VENV)/.stamp; }
 	@$(BIN)/python benchmarks/fleet_benchmark.py --sizes $(BENCH_SIZES) --runs $(BENCH_RUNS) \
-	  --bench-venv $(BENCH_VENV) && status=0 || status=$$?; \
+	  --bench-venv $(BENCH_VENV) $(if $(BENCH_STARTUP),--startup-delay $(BENCH_STARTUP)) && status=0 || status=$$?; \
 	test -e $(TMP)/bench/fleet-latest.json && \
 	  $(BENCH_VENV)/bin/python benchmarks/fleet_benchmark.py --report $(TMP)/bench/fleet-latest.json; \
 	exit $$status
