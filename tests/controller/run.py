@@ -30,7 +30,6 @@ which is otherwise read from this machine's apt sources (never named in the repo
 """
 import argparse
 import contextlib
-import fcntl
 import glob
 import hashlib
 import json
@@ -48,6 +47,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 TMP = os.path.join(REPO, ".tmp")
 LAB_DIR = os.path.join(REPO, "tests", "lab")
+sys.path.insert(0, LAB_DIR)
+
+import _proc  # noqa: E402
+import _rootfs  # noqa: E402
+import _sources  # noqa: E402
 
 # Where each controller runs: "host" (this machine's Python) or a container suite.
 CORES = {"2.15": "host", "2.19": "host", "2.21": "trixie"}
@@ -89,17 +93,6 @@ def log(message):
     sys.stderr.flush()
 
 
-@contextlib.contextmanager
-def locked(path):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def requirements(core):
     return os.path.join(HERE, "requirements-core-%s.txt" % core)
 
@@ -124,7 +117,7 @@ def ensure_venv(core, python):
     venv = venv_dir(core)
     stamp_path = os.path.join(venv, ".stamp")
     wanted = _venv_stamp(core, python)
-    with locked(venv + ".lock"):
+    with _rootfs.locked(venv + ".lock"):
         try:
             with open(stamp_path) as handle:
                 if handle.read() == wanted:
@@ -168,53 +161,9 @@ def run_in_venv(core, python, command, print_version):
 
 # --- the container's rootfs -----------------------------------------------------------------
 
-def _fallback_mirror():
-    """The URI of any Debian ``deb`` source of this machine (tests/lab/_sources.py's job; used
-    only if its API is not what this expects)."""
-    files = ["/etc/apt/sources.list"] + sorted(glob.glob("/etc/apt/sources.list.d/*.list") +
-                                               glob.glob("/etc/apt/sources.list.d/*.sources"))
-    release = re.compile(r"^(bullseye|bookworm|trixie|forky|sid|(old)*stable|testing|unstable)$")
-    for path in files:
-        try:
-            with open(path, encoding="utf-8", errors="replace") as handle:
-                text = handle.read()
-        except OSError:
-            continue
-        if path.endswith(".sources"):
-            for para in re.split(r"\n\s*\n", text):
-                fields = {}
-                for line in para.splitlines():
-                    if line.startswith("#") or ":" not in line or line[:1].isspace():
-                        continue
-                    key, value = line.split(":", 1)
-                    fields[key.strip().lower()] = value.strip()
-                if (fields.get("enabled", "yes").lower() != "no"
-                        and "deb" in fields.get("types", "").split()
-                        and any(release.match(s) for s in fields.get("suites", "").split())):
-                    for uri in fields.get("uris", "").split():
-                        if re.match(r"^(https?|ftp|file)://", uri):
-                            return uri.rstrip("/")
-        else:
-            for raw in text.splitlines():
-                line = re.sub(r"\[[^\]]*\]", " ", raw.split("#", 1)[0]).split()
-                if len(line) >= 3 and line[0] == "deb" and release.match(line[2]) and \
-                        re.match(r"^(https?|ftp|file)://", line[1]):
-                    return line[1].rstrip("/")
-    raise ControllerError("no Debian apt source on this machine; set CONTROLLER_MIRROR")
-
-
 def find_mirror(suite):
-    mirror = os.environ.get("CONTROLLER_MIRROR") or os.environ.get("LAB_MIRROR")
-    if mirror:
-        return mirror
-    sys.path.insert(0, LAB_DIR)
-    try:
-        import _sources
-        return _sources.find_mirror(suite)
-    except Exception as exc:  # an older or newer API: any Debian source will do
-        log("tests/lab/_sources.py gave no mirror for %s (%s); reading the apt sources here"
-            % (suite, exc))
-        return _fallback_mirror()
+    return (os.environ.get("CONTROLLER_MIRROR") or os.environ.get("LAB_MIRROR")
+            or _sources.find_mirror(suite))
 
 
 def rootfs_key():
@@ -227,25 +176,12 @@ def rootfs_path():
     return os.path.join(CACHE, "controller-%s-%s" % (CONTAINER_SUITE, rootfs_key()))
 
 
-def _mounts_under(path):
-    path = os.path.realpath(path)
-    found = []
-    with open("/proc/self/mountinfo") as handle:
-        for line in handle:
-            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
-            if point == path or point.startswith(path.rstrip("/") + "/"):
-                found.append(point)
-    return sorted(set(found), key=lambda p: p.count("/"), reverse=True)
-
-
 def _discard(tree):
     # debootstrap mounts /proc and /sys inside the target while it works.
-    for point in _mounts_under(tree):
-        subprocess.run(["umount", "-l", point], check=False)
-    left = _mounts_under(tree)
+    left = _proc.umount_all(tree)
     if left:
         raise ControllerError("cannot discard %s: still mounted: %s" % (tree, ", ".join(left)))
-    subprocess.run(["rm", "-rf", "--one-file-system", "--", tree], check=True)
+    _proc.remove_tree(tree)
 
 
 def _customise(root):
@@ -270,7 +206,7 @@ def ensure_rootfs():
     if os.path.isdir(final):
         return final
     os.makedirs(CACHE, exist_ok=True)
-    with locked(os.path.join(CACHE, ".controller.lock")):
+    with _rootfs.locked(os.path.join(CACHE, ".controller.lock")):
         if os.path.isdir(final):
             return final
         for stale in glob.glob(os.path.join(CACHE, BUILD_PREFIX + "*")):
@@ -296,7 +232,7 @@ def ensure_rootfs():
                 log("build failed; last lines of %s:\n%s" % (build_log, out.read()[-3000:]))
             _discard(build)
             raise
-        left = _mounts_under(build)
+        left = _proc.mounts_under(build)
         if left:
             raise ControllerError("rootfs build left mounts behind: %s" % ", ".join(left))
         os.rename(build, final)
@@ -306,48 +242,15 @@ def ensure_rootfs():
 
 # --- one run's cgroup (systemd-nspawn without systemd as PID 1) -----------------------------
 
-def _cgroup_root():
-    for path in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
-        if os.path.exists(os.path.join(path, "cgroup.controllers")):
-            return path
-    return None
-
-
-def _cgroup_trees(name):
-    """``<hierarchy>/hitless-controller/NAME`` in every hierarchy (nspawn mirrors its cgroups
-    into the named systemd v1 hierarchy too)."""
-    found = []
-    for base in ["/sys/fs/cgroup"] + sorted(glob.glob("/sys/fs/cgroup/*")):
-        path = os.path.join(base, CGROUP_TOP, name)
-        if os.path.isdir(path) and path not in found:
-            found.append(path)
-    return found
-
-
-def _cgroup_pids(tree):
-    pids = set()
-    for dirpath, _dirs, files in os.walk(tree):
-        if "cgroup.procs" in files:
-            try:
-                with open(os.path.join(dirpath, "cgroup.procs")) as handle:
-                    pids.update(int(p) for p in handle.read().split())
-            except OSError:
-                continue
-    return pids
-
-
-def _start_time(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as handle:
-            data = handle.read()
-    except OSError:
-        return None
-    return data[data.rindex(")") + 2:].split()[19]
+def _started(pid):
+    """The process's start time as text (part of a run's cgroup name), or None when it is gone."""
+    started = _proc.start_time(pid)
+    return None if started is None else str(started)
 
 
 def _kill_cgroup(name):
     """Kill what is left in run ``name``'s cgroup and remove it; return what stayed."""
-    for tree in _cgroup_trees(name):
+    for tree in _proc.cgroup_trees(os.path.join(CGROUP_TOP, name)):
         if os.path.exists(os.path.join(tree, "cgroup.kill")):
             try:
                 with open(os.path.join(tree, "cgroup.kill"), "w") as handle:
@@ -355,21 +258,15 @@ def _kill_cgroup(name):
             except OSError:
                 pass
         else:
-            for pid in _cgroup_pids(tree):
+            for pid in _proc.cgroup_pids(tree):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
     problems = []
     deadline = time.monotonic() + 10
-    for tree in _cgroup_trees(name):
-        while _cgroup_pids(tree) and time.monotonic() < deadline:
+    for tree in _proc.cgroup_trees(os.path.join(CGROUP_TOP, name)):
+        while _proc.cgroup_pids(tree) and time.monotonic() < deadline:
             time.sleep(0.05)
-        for dirpath, _dirs, _files in os.walk(tree, topdown=False):
-            try:
-                os.rmdir(dirpath)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                problems.append("%s: %s" % (dirpath, exc.strerror))
+        problems += _proc.remove_cgroup_tree(tree)
     return problems
 
 
@@ -378,7 +275,7 @@ def _clean_stale_cgroups(root):
     for path in glob.glob(os.path.join(root, CGROUP_TOP, "*")):
         name = os.path.basename(path)
         match = re.match(r"^(\d+)-(\d+)$", name)
-        if match and _start_time(int(match.group(1))) == match.group(2):
+        if match and _started(int(match.group(1))) == match.group(2):
             continue
         problems = _kill_cgroup(name)
         if problems:
@@ -424,11 +321,11 @@ def run_in_container(core, command, binds, print_version):
         argv.append("--no-version")
     argv += ["--"] + command
 
-    root = _cgroup_root()
+    root = _proc.cgroup_root()
     if root is None:
         raise ControllerError("no unified cgroup hierarchy under /sys/fs/cgroup")
     _clean_stale_cgroups(root)
-    name = "%d-%s" % (os.getpid(), _start_time(os.getpid()))
+    name = "%d-%s" % (os.getpid(), _started(os.getpid()))
     cgroup = os.path.join(root, CGROUP_TOP, name)
     for _attempt in range(3):
         try:
@@ -477,7 +374,7 @@ def run_in_container(core, command, binds, print_version):
         if problems:
             log("cgroup not removed: %s" % "; ".join(problems))
         for path in [os.path.join(NSPAWN_PROPAGATE, machine)] + [
-                os.path.dirname(tree) for tree in _cgroup_trees(name)] + [
+                os.path.dirname(tree) for tree in _proc.cgroup_trees(os.path.join(CGROUP_TOP, name))] + [
                 os.path.join(base, CGROUP_TOP) for base in glob.glob("/sys/fs/cgroup/*")]:
             with contextlib.suppress(OSError):
                 os.rmdir(path)  # only when empty: another run may be using it
@@ -489,7 +386,7 @@ def run_in_container(core, command, binds, print_version):
 def watch(name):
     """Wait for run ``name``'s run.py (``PID-STARTTIME``) to end, then end its container."""
     pid, started = name.split("-")
-    while _start_time(int(pid)) == started:
+    while _started(int(pid)) == started:
         time.sleep(0.2)
     problems = _kill_cgroup(name)
     if problems:

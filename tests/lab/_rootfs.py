@@ -60,7 +60,7 @@ def path(suite=SUITE):
 
 
 @contextlib.contextmanager
-def _locked(lock_path):
+def locked(lock_path):
     with open(lock_path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -109,7 +109,7 @@ def ensure(log, suite=SUITE):
     if os.path.isdir(final):
         return final
     os.makedirs(CACHE, exist_ok=True)
-    with _locked(os.path.join(CACHE, ".lock")):
+    with locked(os.path.join(CACHE, ".lock")):
         if os.path.isdir(final):
             return final
         for stale in glob.glob(os.path.join(CACHE, ".build-*")):
