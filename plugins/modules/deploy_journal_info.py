@@ -83,8 +83,11 @@ host:
       description:
         - For each of O(ports) (as a string key), C(unit), C(active_state), C(sub_state),
           C(main_pid), C(running_path) and C(running_release) (the release directory the main
-          process runs in, or null), C(listeners) (C(pid), C(cmdline), C(unit)) and
-          C(foreign_listeners) (descriptions of listeners that are not the unit's).
+          process runs in, found by its identity since the instance sees it at C(current), or
+          null), C(listeners) (C(pid), C(cmdline), C(unit)), C(foreign_listeners) (descriptions
+          of listeners that are not the unit's) and C(fixed_view) (true when the unit gives its
+          instances their own view of O(root), C(TemporaryFileSystem=) over it and a release
+          bound onto C(current), see C(docs/apps.md)).
       type: dict
 path:
   description: The journal file.
