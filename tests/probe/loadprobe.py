@@ -7,7 +7,11 @@ It sends a steady mix of requests to one URL while a deploy runs:
 - ``/slow`` requests that stay in flight across traffic switches;
 - one server-sent-events client that reconnects when its stream ends.
 
-Every request's outcome and the version/host that answered is recorded; the result is a JSON file.
+Every request's outcome and the version/host that answered is recorded, and so is every SSE
+event (``sse.log``: time, version, dependency, host, port and the number of the stream it came
+on), so a test can see which releases a stream crossed and in what order.
+
+The result is a JSON file.
 An answer may also name the release of the libraries it ran on (``dependency``, as the real apps
 of tests/real_apps do; the sample app does not): one whose dependency differs from its version
 came from code of one release running on libraries of another, and is counted as ``mixed``.
@@ -68,7 +72,7 @@ class Probe:
         self.slow_ms = slow_ms
         self.sse = sse
         self.sse_stats = {"connects": 0, "events": 0, "streams_ended": 0, "errors": 0,
-                          "versions": {}, "mixed": 0}
+                          "versions": {}, "mixed": 0, "log": []}
 
     # -- helpers ---------------------------------------------------------------------------
     def _now(self):
@@ -149,7 +153,7 @@ class Probe:
                     resp.read()
                     raise http.client.HTTPException("status %d" % resp.status)
                 stats["connects"] += 1
-                self._read_events(resp)
+                self._read_events(resp, stats["connects"])
                 stats["streams_ended"] += 1
             except (OSError, http.client.HTTPException) as exc:
                 stats["errors"] += 1
@@ -158,9 +162,11 @@ class Probe:
             finally:
                 conn.close()
 
-    def _read_events(self, resp):
+    def _read_events(self, resp, stream):
         while not self._should_stop():
-            line = resp.fp.readline()
+            # The response's own readline: it ends with the body, also a chunked one whose
+            # connection stays open (a browser's EventSource reconnects then, after ``retry``).
+            line = resp.readline()
             if not line:
                 return
             if line.startswith(b"data:"):
@@ -168,12 +174,15 @@ class Probe:
                 try:
                     doc = json.loads(line[5:])
                     version, dependency = doc.get("version"), doc.get("dependency")
+                    host, port = doc.get("host"), doc.get("port")
                 except (ValueError, AttributeError):
-                    version = dependency = None
+                    version = dependency = host = port = None
                 versions = self.sse_stats["versions"]
                 versions[version] = versions.get(version, 0) + 1
                 if is_mixed(version, dependency):
                     self.sse_stats["mixed"] += 1
+                self.sse_stats["log"].append([round(self._now(), 4), version, dependency,
+                                              host, port, stream])
 
     # -- run -------------------------------------------------------------------------------
     def run(self):

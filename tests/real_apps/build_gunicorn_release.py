@@ -1,273 +1,72 @@
 #!/usr/bin/env python
-"""Build the real app's release archives: DIR/gunicorn-v1.tar.gz and DIR/gunicorn-v2.tar.gz.
+"""Build the gunicorn app's release archives: DIR/gunicorn-v1.tar.gz and DIR/gunicorn-v2.tar.gz.
 
-Each is built the way a user's CI builds a Python web app, in a fresh temporary directory:
+Each is built the way a user's CI builds a Python web app, in a fresh temporary directory
+(tests/real_apps/_build.py, shared with the other real apps, says how):
 
-- ``/usr/bin/python3 -m venv venv`` (so ``venv/bin/python3`` is a symlink to the absolute
-  ``/usr/bin/python3``: the lab hosts are Debian 12, the same Python 3.11 as this machine);
-- ``venv/bin/python -m pip install`` of Flask and gunicorn pinned in
-  tests/real_apps/requirements-gunicorn.txt, with ``--no-index`` from wheels cached under
-  .tmp/real_apps/wheels (``pip download`` fills the cache from the package index the first
-  time; later builds are offline);
-- ``releasemark``, a distribution of this release's own (module ``releasemark`` with
-  ``RELEASE = "v1"``, version 1.0; v2: "v2", 2.0), built here as a wheel (METADATA, WHEEL,
-  RECORD) and pip-installed into the venv like any other;
-- pip itself taken out of the venv again (a runtime artefact needs no installer), and the
-  venv's and the app's bytecode compiled with hash-based invalidation: the release module
-  unpacks files with new mtimes, which would make every timestamp-based .pyc stale and have
-  each gunicorn worker compile Flask afresh at boot, for nothing, in a read-only tree;
+- ``venv``, made by ``/usr/bin/python3 -m venv``, with Flask and gunicorn pinned in
+  tests/real_apps/requirements-gunicorn.txt (from the wheel cache .tmp/real_apps/wheels) and
+  ``releasemark``, a distribution of this release's own (``RELEASE = "v1"``, version 1.0; v2:
+  "v2", 2.0); no pip; every module compiled with hash-based invalidation;
 - the app, ``wsgi.py`` (CODE_RELEASE = "v1" / "v2") and ``gunicorn.conf.py`` from
   tests/real_apps/gunicorn_app, at the release root.
 
-The tree is packed with its symlinks as symlinks, sorted, owner 0:0, one fixed mtime. A venv's
-console scripts (``venv/bin/gunicorn``) carry the build directory in their shebang, so the
-release runs gunicorn as ``venv/bin/python -m gunicorn``. The unit (role hitless.deploy.app,
-``app_exec_start`` = APP_EXEC_START below) runs it with the release as working directory.
-
-An archive is rebuilt only when its inputs changed (this file, the app, the requirements, the
-Python): their digest is kept beside it in ``.NAME.tar.gz.inputs``.
+The unit (role hitless.deploy.app, ``app_exec_start`` = APP_EXEC_START below) runs gunicorn as
+``venv/bin/python -m gunicorn`` with the release as working directory. An archive is rebuilt
+only when its inputs changed (the builders, the app, the requirements, the Python).
 
 Usage: build_gunicorn_release.py DIR [--force]   (prints the path of every archive, one a line)
 """
-import argparse
-import base64
-import gzip
-import hashlib
-import io
 import os
-import shutil
-import stat
-import subprocess
 import sys
-import tarfile
-import tempfile
-import zipfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _build  # noqa: E402
+
+BuildError = _build.BuildError  # the error of every builder, for their callers
+
+HERE = _build.HERE
 APP_DIR = os.path.join(HERE, "gunicorn_app")
+APP_FILES = ("wsgi.py", "gunicorn.conf.py")
 REQUIREMENTS = os.path.join(HERE, "requirements-gunicorn.txt")
-WHEELS = os.path.join(REPO, ".tmp", "real_apps", "wheels")
-PYTHON = "/usr/bin/python3"
-MTIME = 1704067200  # 2024-01-01T00:00:00Z, as tests/sample_app/build_releases.py
-BUILD_TIMEOUT = 600
 
 # (archive base name, CODE_RELEASE and releasemark.RELEASE, releasemark's version)
-RELEASES = (
-    ("gunicorn-v1", "v1", "1.0"),
-    ("gunicorn-v2", "v2", "2.0"),
-)
+RELEASES = tuple(("gunicorn-" + release, release, version) for release, version in _build.MARKS)
 
 # The unit's ExecStart for these releases (systemd expands ${PORT}, set from the instance).
 APP_EXEC_START = ("/srv/demo/current/venv/bin/python -m gunicorn --bind 0.0.0.0:${PORT} "
                   "--workers 2 --threads 8 --worker-class gthread --max-requests 50 "
                   "--max-requests-jitter 10 --graceful-timeout 20 wsgi:app")
 
-RELEASEMARK = '''"""Which release this library was built for (tests/real_apps/build_gunicorn_release.py)."""
-RELEASE = %(release)r
-__version__ = %(version)r
-'''
 
-
-class BuildError(Exception):
-    pass
-
-
-def run(argv, cwd=None, timeout=BUILD_TIMEOUT):
-    proc = subprocess.run(argv, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True,
-                          text=True, timeout=timeout, check=False)
-    if proc.returncode != 0:
-        raise BuildError("%s failed (exit %d):\n%s%s" % (
-            " ".join(argv), proc.returncode, proc.stdout[-3000:], proc.stderr[-3000:]))
-    return proc.stdout
-
-
-# --- the per-release distribution ----------------------------------------------------------
-
-def _record_hash(data):
-    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
-    return "sha256=" + digest.decode("ascii")
-
-
-def releasemark_wheel(directory, release, version):
-    """Write ``releasemark-VERSION-py3-none-any.whl`` into ``directory``; return its path."""
-    dist_info = "releasemark-%s.dist-info" % version
-    files = [
-        ("releasemark/__init__.py", RELEASEMARK % {"release": release, "version": version}),
-        (dist_info + "/METADATA", "Metadata-Version: 2.1\nName: releasemark\nVersion: %s\n"
-         "Summary: Says which release it was built for (hitless.deploy tests)\n" % version),
-        (dist_info + "/WHEEL", "Wheel-Version: 1.0\nGenerator: hitless.deploy tests\n"
-         "Root-Is-Purelib: true\nTag: py3-none-any\n"),
-    ]
-    files = [(name, text.encode("utf-8")) for name, text in files]
-    record = "".join("%s,%s,%d\n" % (name, _record_hash(data), len(data)) for name, data in files)
-    files.append((dist_info + "/RECORD", (record + dist_info + "/RECORD,,\n").encode("utf-8")))
-    path = os.path.join(directory, "releasemark-%s-py3-none-any.whl" % version)
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as whl:
-        for name, data in files:
-            info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
-            info.external_attr = (stat.S_IFREG | 0o644) << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            whl.writestr(info, data)
-    return path
-
-
-# --- the release tree ----------------------------------------------------------------------
-
-def pip_install(venv_python, wheels):
-    """Install the pinned requirements from the wheel cache; fill the cache first if needed."""
-    install = [venv_python, "-m", "pip", "install", "--no-index", "--find-links", wheels,
-               "--only-binary=:all:", "-r", REQUIREMENTS]
-    try:
-        run(install)
-        return
-    except BuildError:
-        os.makedirs(wheels, exist_ok=True)
-    # The one step that needs the package index: the cache lacks a pinned wheel.
-    run([venv_python, "-m", "pip", "download", "--only-binary=:all:", "--dest", wheels,
-         "-r", REQUIREMENTS])
-    run(install)
-
-
-def build_tree(top, release, version, python, wheels):
-    """Fill the empty directory ``top`` with the release ``release``."""
-    venv = os.path.join(top, "venv")
-    run([python, "-m", "venv", venv])
-    venv_python = os.path.join(venv, "bin", "python")
-    pip_install(venv_python, wheels)
-    with tempfile.TemporaryDirectory(prefix="releasemark-") as scratch:
-        wheel = releasemark_wheel(scratch, release, version)
-        run([venv_python, "-m", "pip", "install", "--no-index", "--no-deps", wheel])
-    run([venv_python, "-m", "pip", "uninstall", "--yes", "pip", "setuptools"])
-    for name in ("wsgi.py", "gunicorn.conf.py"):
-        with open(os.path.join(APP_DIR, name)) as handle:
-            source = handle.read()
-        if name == "wsgi.py":
-            marker = 'CODE_RELEASE = "dev"\n'
-            if source.count(marker) != 1:
-                raise BuildError("%s must set %r exactly once" % (name, marker))
-            source = source.replace(marker, "CODE_RELEASE = %r\n" % release)
-        with open(os.path.join(top, name), "w") as handle:
-            handle.write(source)
-    # Remove pip's timestamp-based caches, then compile every module with hash-based
-    # invalidation (valid whatever the mtimes after unpacking).
-    for dirpath, dirnames, _files in os.walk(top):
-        if "__pycache__" in dirnames:
-            shutil.rmtree(os.path.join(dirpath, "__pycache__"))
-            dirnames.remove("__pycache__")
-    run([venv_python, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "checked-hash",
-         os.path.join(venv, "lib"), os.path.join(top, "wsgi.py")])
-    # The venv's activate scripts and console scripts name the temporary build directory;
-    # they stay (a user's CI would ship them), but nothing here runs them.
-
-
-# --- the archive ---------------------------------------------------------------------------
-
-def _tarinfo(tar, path, arcname):
-    info = tar.gettarinfo(path, arcname)
-    info.uid = info.gid = 0
-    info.uname = info.gname = "root"
-    info.mtime = MTIME
-    if info.isdir():
-        info.mode = 0o755
-    elif info.isreg():
-        info.mode = 0o755 if info.mode & 0o111 else 0o644
-    elif not info.issym():
-        raise BuildError("%s: neither a directory, a file nor a symlink" % path)
-    return info
-
-
-def archive_bytes(top):
-    """The tree ``top`` as a reproducible tar.gz (sorted, owner 0:0, fixed mtime)."""
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        entries = []
-        for dirpath, dirnames, filenames in os.walk(top):
-            dirnames.sort()
-            for name in dirnames + filenames:
-                entries.append(os.path.relpath(os.path.join(dirpath, name), top))
-        for rel in sorted(entries):
-            path = os.path.join(top, rel)
-            info = _tarinfo(tar, path, rel)
-            # gettarinfo makes a second name of one inode a hard link: there are none here.
-            if info.islnk():
-                raise BuildError("%s is a hard link" % path)
-            if info.isreg():
-                with open(path, "rb") as handle:
-                    tar.addfile(info, handle)
-            else:
-                tar.addfile(info)
-    out = io.BytesIO()
-    with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=MTIME, compresslevel=6) as gz:
-        gz.write(raw.getvalue())
-    return out.getvalue()
-
-
-def write_atomically(path, data):
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def inputs_digest(name, release, version, python):
-    digest = hashlib.sha256()
-    for part in (name, release, version, python, run([python, "-c", "import sys; print(sys.version)"])):
-        digest.update(part.encode("utf-8") + b"\0")
-    for path in (os.path.abspath(__file__), REQUIREMENTS, os.path.join(APP_DIR, "wsgi.py"),
-                 os.path.join(APP_DIR, "gunicorn.conf.py")):
-        with open(path, "rb") as handle:
-            digest.update(handle.read() + b"\0")
-    return digest.hexdigest()
-
-
-def build_one(directory, name, release, version, python=PYTHON, wheels=WHEELS, force=False):
+def build_one(directory, name, release, version, python=_build.PYTHON, wheels=_build.WHEELS,
+              force=False):
     """Build DIR/NAME.tar.gz unless it exists with the same inputs; return its path."""
-    path = os.path.join(directory, name + ".tar.gz")
-    stamp = os.path.join(directory, "." + name + ".tar.gz.inputs")
-    digest = inputs_digest(name, release, version, python)
-    if not force and os.path.exists(path) and os.path.exists(stamp):
-        with open(stamp) as handle:
-            if handle.read().strip() == digest:
-                return path
-    with tempfile.TemporaryDirectory(prefix="build-%s-" % name) as scratch:
-        top = os.path.join(scratch, name)
-        os.mkdir(top)
-        build_tree(top, release, version, python, wheels)
-        data = archive_bytes(top)
-    write_atomically(path, data)
-    write_atomically(stamp, (digest + "\n").encode("ascii"))
-    return path
+    digest = _build.inputs_digest(
+        (name, release, version, python, _build.python_version(python)),
+        (os.path.abspath(__file__), REQUIREMENTS) + tuple(
+            os.path.join(APP_DIR, each) for each in APP_FILES))
+
+    def copy(top):
+        _build.copy_app(APP_DIR, APP_FILES, top, "wsgi.py", 'CODE_RELEASE = "dev"\n',
+                        "CODE_RELEASE = %r\n" % release)
+
+    def fill(top):
+        _build.python_release(top, REQUIREMENTS, release, version, python, wheels, copy,
+                              ("wsgi.py",))
+
+    return _build.build_one(directory, name, digest, fill, force)
 
 
-def build(directory, python=PYTHON, wheels=WHEELS, force=False):
+def build(directory, python=_build.PYTHON, wheels=_build.WHEELS, force=False):
     os.makedirs(directory, exist_ok=True)
     return [build_one(directory, name, release, version, python, wheels, force)
             for name, release, version in RELEASES]
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("directory", help="where to write the archives (created if missing)")
-    parser.add_argument("--python", default=PYTHON, help="the Python the venv is made from "
-                        "(the one at this path on the app hosts), default %(default)s")
-    parser.add_argument("--wheels", default=WHEELS, help="the wheel cache, default %(default)s")
-    parser.add_argument("--force", action="store_true", help="rebuild even when up to date")
-    args = parser.parse_args(argv)
-    try:
-        paths = build(os.path.abspath(args.directory), args.python, os.path.abspath(args.wheels),
-                      args.force)
-    except BuildError as error:
-        sys.stderr.write("build_gunicorn_release.py: %s\n" % error)
-        return 1
-    for path in paths:
-        print(path)
-    return 0
+    return _build.cli(argv, __doc__, "build_gunicorn_release.py", build)
 
 
 if __name__ == "__main__":
