@@ -998,6 +998,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.report:
         return write_report(args.report, args.docs, args.img_dir)
+    if args.startup_delay is not None:
+        # A restart that does not wait for the app ends its playbook before the new release
+        # binds: the load must outlast the start-up, or that downtime goes unmeasured.
+        args.tail = max(args.tail, args.startup_delay + 5.0)
     try:
         sizes = [int(s) for s in args.sizes.split(",")]
     except ValueError:
