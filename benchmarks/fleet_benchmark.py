@@ -349,6 +349,16 @@ def restarts_of(strategy, events, records, t_ref):
     return sorted(marks)
 
 
+def settled_after(poller, epoch, full):
+    """Epoch from which on every sample had ``full`` servers UP, or ``epoch`` if that was
+    already so (a server still UP at the playbook's end may be falling: its app restarts)."""
+    low = [t for t, up, _servers in poller["samples"] if up < full]
+    if not low or poller["t0_epoch"] + low[-1] < epoch:
+        return epoch
+    later = [t for t, _up, _servers in poller["samples"] if t > low[-1]]
+    return poller["t0_epoch"] + (later[0] if later else low[-1])
+
+
 def analyse(lab, strategy, serial, run, result, workdir, before_s):
     started, ended = result["started"], result["ended"]
     records = []
@@ -361,7 +371,12 @@ def analyse(lab, strategy, serial, run, result, workdir, before_s):
         with open(path, "rb") as src, gzip.open(path + ".gz", "wb") as dst:
             shutil.copyfileobj(src, dst)
         os.unlink(path)
-    during = [r for r in records if started <= r[0] <= ended]
+    pollers = {lb: load_result(path, logfile, error=demo.DemoError)
+               for lb, (path, logfile) in result["files"]["poll"].items()}
+    # A restart that does not wait for its app ends its playbook before the app serves again:
+    # the deploy lasts until every HAProxy host sees all app hosts UP again.
+    settled = max([ended] + [settled_after(p, ended, len(lab.app_hosts)) for p in pollers.values()])
+    during = [r for r in records if started <= r[0] <= settled]
     before = [r for r in records if started - before_s <= r[0] < started]
     failed = [r for r in during if r[2] != 200]
     statuses = {}
@@ -375,11 +390,10 @@ def analyse(lab, strategy, serial, run, result, workdir, before_s):
         ok_fail[0 if status == 200 else 1] += 1
     series = [[b * BIN_S, v[0] / BIN_S, v[1] / BIN_S] for b, v in sorted(bins.items())]
     per_lb, up = {}, {}
-    for lb, (path, logfile) in result["files"]["poll"].items():
-        poller = load_result(path, logfile, error=demo.DemoError)
+    for lb, poller in pollers.items():
         shift = poller["t0_epoch"] - started
         samples = poller["samples"]
-        per_lb[lb] = up_figures(samples, -shift, ended - started - shift, len(lab.app_hosts))
+        per_lb[lb] = up_figures(samples, -shift, settled - started - shift, len(lab.app_hosts))
         per_lb[lb]["poller_errors"] = poller["errors"]
         up[lb] = up_changes(samples, shift)
     events = rb.load_timing(result["files"]["timing"])
@@ -402,6 +416,7 @@ def analyse(lab, strategy, serial, run, result, workdir, before_s):
         "serial": str(serial), "strategy": strategy, "run": run,
         "from": FROM_RELEASE, "to": TO_RELEASE, "playbook_rc": result["rc"],
         "wall_s": round(ended - started, 2),
+        "settled_s": round(settled - started, 2),
         "requests": n_during, "failed": len(failed),
         "failed_pct": round(100.0 * len(failed) / n_during, 3) if n_during else None,
         "failed_by_status": statuses,
@@ -409,7 +424,7 @@ def analyse(lab, strategy, serial, run, result, workdir, before_s):
         "requests_total": len(records), "failed_total": sum(1 for r in records if r[2] != 200),
         "wrk_summary": summary,
         "rate_before": round(len(before) / before_s, 1) if before_s else None,
-        "rate_during": round(n_during / (ended - started), 1) if ended > started else None,
+        "rate_during": round(n_during / (settled - started), 1) if settled > started else None,
         "latency_before": _latency([r[1] for r in before if r[2] == 200]),
         "latency_during": _latency([r[1] for r in during if r[2] == 200]),
         "no_up_s": max(v["no_up_s"] for v in per_lb.values()),
@@ -771,7 +786,9 @@ def markdown(report, summary, plotted, json_rel, timeline_rel, scaling_rel):
     say("## Results\n")
     say("Means over the runs of each line; p50/p99 are the medians over the runs of each run's "
         "latency percentiles (answered requests only). A request counts in a run when it was "
-        "sent while the playbook ran; it failed when its status was not 200 or its connection "
+        "sent while the playbook ran, or after it until every HAProxy host saw all app hosts UP "
+        "again (a restart that does not wait for its app ends its playbook before the app "
+        "serves); it failed when its status was not 200 or its connection "
         "broke. *s no UP*: seconds a HAProxy host had no server UP (the worse of the HAProxy "
         "hosts); *s below full*: seconds it had fewer UP servers than app hosts (the clone "
         "counts). *wall s*: `ansible-playbook`, start to exit, mean (min-max).\n")
