@@ -74,14 +74,19 @@ def archives(tmp_path_factory):
         "absolute-path": _tar(d / "abs.tar", [("/tmp/" + EVIL_OUTSIDE, "file", "x")], "w"),
         "dotdot-path": _tar(d / "dotdot.tgz", [("a/../../" + EVIL_OUTSIDE, "file", "x")]),
         "symlink-outward": _tar(d / "symout.tar.xz", [("link", "symlink", outside)], "w:xz"),
-        "symlink-absolute": _tar(d / "symabs.tar.bz2", [("etc", "symlink", "/etc")], "w:bz2"),
+        # An absolute link is kept as a link (a virtualenv's python3): writing through it is not.
+        "through-absolute-symlink": _tar(d / "symabs.tar.bz2", [
+            ("tmp", "symlink", "/tmp"), ("tmp/" + EVIL_OUTSIDE, "file", "x")], "w:bz2"),
         "write-through-symlink": _tar(d / "through.tar", [("l", "symlink", "."), ("l/x", "file", "x")], "w"),
         "symlink-chain": _tar(d / "chain.tar", [("x", "symlink", "."), ("y", "symlink", "x/..")], "w"),
         "hardlink-outward": _tar(d / "hard.tar", [("passwd", "hardlink", "/etc/passwd")], "w"),
         "device": _tar(d / "dev.tar", [("null", "chr", None)], "w"),
         "zip-dotdot": _zip(d / "dotdot.zip", [("../" + EVIL_OUTSIDE, "file", "x")]),
-        "zip-symlink-outward": _zip(d / "symout.zip", [("link", "symlink", "/etc/passwd")]),
+        "zip-symlink-outward": _zip(d / "symout.zip", [("link", "symlink", "../../../etc/passwd")]),
     }
+    out["venv"] = _tar(d / "venv.tar.gz", [("venv/bin/python3", "symlink", "/usr/bin/python3"),
+                                          ("venv/bin/python", "symlink", "python3"),
+                                          ("app.py", "file", "VERSION = 'venv'\n")])
     out["evil"] = evil
     return out
 
@@ -114,7 +119,8 @@ def test_deploy_switch_rollback_prune(tmp_path, archives):
     res = converge(root, name="v1", src=archives["v1"], state="current", shared=["log"])
     assert (res["current"], res["previous"]) == ("v1", None)
     assert os.readlink(str(root / "current")) == "releases/v1"
-    assert os.readlink(str(root / "releases/v1/log")) == "../../shared/log"
+    # Absolute: an instance sees its release at ROOT/current, one level above releases/v1.
+    assert os.readlink(str(root / "releases/v1/log")) == str(root / "shared/log")
     assert (root / "shared/log/boot.log").read_text() == "packed\n"
 
     res = converge(root, name="v2", src=archives["v2"], state="present", shared=["log"])
@@ -153,6 +159,14 @@ def test_same_name_with_other_content_is_refused_when_current(tmp_path, archives
     assert listing(root) == ["v1"]
 
 
+def test_a_virtualenv_with_its_absolute_interpreter_link_deploys(tmp_path, archives):
+    root = tmp_path / "srv"
+    converge(root, name="venv", src=archives["venv"], state="current")
+    assert os.readlink(str(root / "releases/venv/venv/bin/python3")) == "/usr/bin/python3"
+    assert os.readlink(str(root / "releases/venv/venv/bin/python")) == "python3"
+    assert (root / "current/app.py").read_text() == "VERSION = 'venv'\n"
+
+
 def test_directory_sources(tmp_path, archives):
     root = tmp_path / "srv"
     # On the controller: packed by the action plugin; the pack must be stable to be idempotent.
@@ -179,7 +193,7 @@ CHECKED_TOO = ("dotdot-path", "zip-symlink-outward")
 
 
 @pytest.mark.parametrize("case", [
-    "absolute-path", "dotdot-path", "symlink-outward", "symlink-absolute", "write-through-symlink",
+    "absolute-path", "dotdot-path", "symlink-outward", "through-absolute-symlink", "write-through-symlink",
     "symlink-chain", "hardlink-outward", "device", "zip-dotdot", "zip-symlink-outward",
 ])
 def test_malicious_archive_is_refused(deployed, archives, case):
