@@ -84,9 +84,11 @@ def archives(tmp_path_factory):
         "zip-dotdot": _zip(d / "dotdot.zip", [("../" + EVIL_OUTSIDE, "file", "x")]),
         "zip-symlink-outward": _zip(d / "symout.zip", [("link", "symlink", "../../../etc/passwd")]),
     }
-    out["venv"] = _tar(d / "venv.tar.gz", [("venv/bin/python3", "symlink", "/usr/bin/python3"),
-                                          ("venv/bin/python", "symlink", "python3"),
-                                          ("app.py", "file", "VERSION = 'venv'\n")])
+    out["venv"] = _tar(d / "venv.tar.gz", [
+        ("venv/bin/python3", "symlink", "/usr/bin/python3"),
+        ("venv/bin/python", "symlink", "python3"),
+        ("app.py", "file", "VERSION = 'venv'\n"),
+    ])
     out["evil"] = evil
     return out
 
