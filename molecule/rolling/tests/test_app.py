@@ -52,8 +52,12 @@ def test_original_runs_enabled(host):
 def test_original_runs_from_v2(host):
     pid = host.check_output("systemctl show --property=MainPID --value %s", UNIT)
     assert int(pid) > 0
-    # `current` moved before the restart, so the process's directory is v2's real path.
-    assert host.check_output("readlink /proc/%s/cwd", pid) == v2_dir(host)
+    # The instance sees its release at ROOT/current in a mount namespace of its own
+    # (docs/apps.md), so its working directory reads ROOT/current; the directory itself (device
+    # and inode) is v2's.
+    assert host.check_output("readlink /proc/%s/cwd", pid) == ROOT + "/current"
+    identity = "stat --dereference --format=%%d:%%i %s"
+    assert host.check_output(identity, "/proc/%s/cwd" % pid) == host.check_output(identity, v2_dir(host))
 
 
 def test_clone_is_gone(host):
