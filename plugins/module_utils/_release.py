@@ -164,7 +164,7 @@ def atomic_link(link, target):
 from ansible_collections.hitless.deploy.plugins.module_utils._pin import pinned_to  # noqa: E402
 
 
-def read_working_directory(conf):
+def read_pin(conf):
     try:
         with open(conf) as f:
             return pinned_to(f.read())
@@ -173,15 +173,16 @@ def read_working_directory(conf):
 
 
 def pinned_releases(layout, pin_dir=PIN_DIR):
-    """Map release name -> list of drop-ins whose ``WorkingDirectory=`` lies inside it."""
+    """Map release name -> list of drop-ins whose pin (the release bound onto ``current``, or a
+    legacy ``WorkingDirectory=``) lies inside it."""
     pins = {}
     real_releases = os.path.realpath(layout.releases)
     pattern = os.path.join(glob.escape(pin_dir), "*.service.d", PIN_FILE)
     for conf in sorted(glob.glob(pattern)):
-        workdir = read_working_directory(conf)
-        if not workdir or not os.path.isabs(workdir):
+        pinned = read_pin(conf)
+        if not pinned or not os.path.isabs(pinned):
             continue
-        rel = os.path.relpath(os.path.realpath(workdir), real_releases)
+        rel = os.path.relpath(os.path.realpath(pinned), real_releases)
         if rel == "." or rel == ".." or rel.startswith("../"):
             continue
         pins.setdefault(rel.split("/", 1)[0], []).append(conf)
