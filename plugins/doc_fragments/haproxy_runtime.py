@@ -22,6 +22,7 @@ options:
   timeout:
     description:
       - Seconds to wait for the connection and for each answer of HAProxy.
+      - A runtime API that refuses connections (HAProxy restarting) is tried again for as long.
     type: float
     default: 5
 notes:

@@ -19,6 +19,7 @@ import os
 import re
 import socket
 import stat
+import time
 
 # Check results that mean "the last health check passed" (L7OKC: passed, but the server asked
 # for no new sessions, e.g. http-check disable-on-404).
@@ -140,7 +141,8 @@ def open_client(spec, timeout):
         raise ValueError("socket: %s" % e)
     if timeout is None or timeout <= 0:
         raise ValueError("timeout: must be more than 0 seconds")
-    return RuntimeClient(spec, timeout=timeout)
+    # Modules wait for a restarting HAProxy as long as for a slow answer.
+    return RuntimeClient(spec, timeout=timeout, restart_wait=timeout)
 
 
 # `set server B/S ssl` without its on/off argument is refused by HAProxy 2.6 (built with
@@ -185,23 +187,42 @@ def _default_connect(kind, address, timeout):
 class RuntimeClient:
     """Sends runtime API commands to one HAProxy process."""
 
-    def __init__(self, spec, timeout=5.0, connect=None):
+    def __init__(self, spec, timeout=5.0, connect=None, restart_wait=0.0, sleep=time.sleep,
+                 clock=time.monotonic):
         self.spec = spec
         self.kind, self.address = parse_socket_spec(spec)
         self.timeout = timeout
+        self.restart_wait = restart_wait
         self._connect = connect or _default_connect
+        self._sleep = sleep
+        self._clock = clock
+
+    def _open(self):
+        # A restart (`systemctl restart haproxy`, what a package upgrade runs) leaves the
+        # socket refusing for a fraction of a second. Nothing was sent yet, so waiting up to
+        # `restart_wait` for the new process is always safe.
+        deadline = self._clock() + self.restart_wait
+        pause = 0.05
+        while True:
+            try:
+                return self._connect(self.kind, self.address, self.timeout)
+            except (FileNotFoundError, ConnectionRefusedError) as e:
+                if self._clock() + pause > deadline:
+                    raise NotRunningError("cannot connect to HAProxy runtime API at %s%s: %s"
+                                          % (self.spec, self._waited(), e))
+            except (OSError, socket.timeout) as e:
+                raise SocketError("cannot connect to HAProxy runtime API at %s: %s" % (self.spec, e))
+            self._sleep(pause)
+            pause = min(pause * 2, 0.5)
+
+    def _waited(self):
+        return " (for %ss)" % self.restart_wait if self.restart_wait else ""
 
     def command(self, command):
         """Send one command; return HAProxy's answer, stripped of surrounding blank lines."""
         if "\n" in command or "\r" in command:
             raise ValueError("a runtime command must be one line")
-        try:
-            sock = self._connect(self.kind, self.address, self.timeout)
-        except (OSError, socket.timeout) as e:
-            msg = "cannot connect to HAProxy runtime API at %s: %s" % (self.spec, e)
-            if isinstance(e, (FileNotFoundError, ConnectionRefusedError)):
-                raise NotRunningError(msg)
-            raise SocketError(msg)
+        sock = self._open()
         try:
             sock.sendall((command + "\n").encode("utf-8"))
             chunks = []

@@ -1,5 +1,6 @@
 """Unit tests of the HAProxy runtime API client and parsers (fake socket, real 2.6 answers)."""
 import socket
+import time
 
 import pytest
 
@@ -191,11 +192,88 @@ def test_run_accepts_empty_and_known_answers_only():
     assert conn.calls[0][0] == "tcp"
 
 
+class FakeClock(object):
+    """A clock that only moves when the client sleeps."""
+
+    def __init__(self):
+        self.now = 100.0
+        self.sleeps = []
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def __call__(self):
+        return self.now
+
+
 def test_connect_failure_is_socket_error():
     conn = Connector({}, error=ConnectionRefusedError(111, "Connection refused"))
-    client = rt.RuntimeClient("/x/admin.sock", connect=conn)
+    clock = FakeClock()
+    client = rt.RuntimeClient("/x/admin.sock", connect=conn, sleep=clock.sleep, clock=clock)
     with pytest.raises(rt.SocketError, match="cannot connect .*/x/admin.sock"):
         client.command("show info")
+
+
+def test_refused_connect_is_tried_again_until_the_timeout_then_named():
+    conn = Connector({}, error=ConnectionRefusedError(111, "Connection refused"))
+    clock = FakeClock()
+    client = rt.RuntimeClient("/x/admin.sock", timeout=1, restart_wait=3, connect=conn,
+                              sleep=clock.sleep, clock=clock)
+    with pytest.raises(rt.NotRunningError, match=r"/x/admin.sock \(for 3s\): .*refused"):
+        client.command("show info")
+    assert sum(clock.sleeps) <= 3 and max(clock.sleeps) == 0.5
+    assert len(conn.calls) == len(clock.sleeps) + 1 > 5
+
+
+def test_without_restart_wait_a_refused_connect_fails_at_once():
+    conn = Connector({}, error=ConnectionRefusedError(111, "Connection refused"))
+    clock = FakeClock()
+    client = rt.RuntimeClient("/x/admin.sock", connect=conn, sleep=clock.sleep, clock=clock)
+    with pytest.raises(rt.NotRunningError, match=r"admin.sock: .*refused"):
+        client.command("show info")
+    assert len(conn.calls) == 1 and clock.sleeps == []
+
+
+def test_other_connect_errors_are_not_tried_again():
+    conn = Connector({}, error=PermissionError(13, "Permission denied"))
+    clock = FakeClock()
+    client = rt.RuntimeClient("/x/admin.sock", connect=conn, restart_wait=5, sleep=clock.sleep,
+                              clock=clock)
+    with pytest.raises(rt.SocketError, match="Permission denied") as err:
+        client.command("show info")
+    assert not isinstance(err.value, rt.NotRunningError)
+    assert len(conn.calls) == 1 and clock.sleeps == []
+
+
+def test_a_restarting_haproxy_is_waited_for(tmp_path):
+    """A real unix socket that refuses (bound, not yet listening, as while HAProxy restarts),
+    then listens: the command waits for it instead of failing the deploy."""
+    import threading
+    path = str(tmp_path / "admin.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    refused = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    with pytest.raises(ConnectionRefusedError):
+        refused.connect(path)
+    refused.close()
+
+    def serve():
+        time.sleep(0.4)
+        listener.listen(1)
+        conn, _addr = listener.accept()
+        conn.recv(100)
+        conn.sendall(b"Name: HAProxy\n\n")
+        conn.close()
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        started = time.monotonic()
+        assert rt.open_client(path, 3).command("show info") == "Name: HAProxy"
+        assert 0.3 < time.monotonic() - started < 3
+    finally:
+        thread.join(5)
+        listener.close()
 
 
 def test_read_timeout_is_socket_error():
@@ -393,12 +471,15 @@ def test_backends_probe_dynamic_only_when_asked():
 
 
 def test_missing_or_refusing_socket_is_not_running():
+    clock = FakeClock()
     for error in (FileNotFoundError(2, "No such file"), ConnectionRefusedError(111, "refused")):
-        client = rt.RuntimeClient("/x/admin.sock", connect=Connector({}, error=error))
+        client = rt.RuntimeClient("/x/admin.sock", connect=Connector({}, error=error),
+                                  sleep=clock.sleep, clock=clock)
         with pytest.raises(rt.NotRunningError):
             client.command("show info")
     client = rt.RuntimeClient("/x/admin.sock",
-                              connect=Connector({}, error=socket.timeout("timed out")))
+                              connect=Connector({}, error=socket.timeout("timed out")),
+                              sleep=clock.sleep, clock=clock)
     with pytest.raises(rt.SocketError) as err:
         client.command("show info")
     assert not isinstance(err.value, rt.NotRunningError)
