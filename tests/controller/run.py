@@ -288,6 +288,16 @@ def _workdir():
     return cwd if cwd == REPO or cwd.startswith(REPO + os.sep) else REPO
 
 
+def _mount_points(rootfs, directories):
+    """Make each bind's mount point in the image: nspawn cannot in a --read-only one.
+
+    The cached image is shared by every checkout on the machine, so a checkout at another path
+    than the one that built it (a CI clone) needs its own.
+    """
+    for directory in directories:
+        os.makedirs(os.path.join(rootfs, directory.lstrip("/")), exist_ok=True)
+
+
 def run_in_container(core, command, binds, print_version):
     rootfs = ensure_rootfs()
     # One machine name per run: nspawn keeps per-machine state under /run/systemd/nspawn.
@@ -303,11 +313,14 @@ def run_in_container(core, command, binds, print_version):
             "--machine=" + machine, "--bind=" + REPO, "--tmpfs=/root:mode=0700",
             "--bind=%s:/root/.ansible/test" % test_home,
             "--chdir=" + _workdir()]
+    extra = []
     for directory in binds:
         directory = os.path.abspath(directory)
         if directory != REPO and not directory.startswith(REPO + os.sep):
             os.makedirs(directory, exist_ok=True)
+            extra.append(directory)
             argv.append("--bind=" + directory)
+    _mount_points(rootfs, [REPO] + extra)
     env = {"HOME": "/root", "LANG": "C.UTF-8", "TERM": "dumb",
            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
            "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
