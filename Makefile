@@ -39,7 +39,7 @@ APT_PACKAGES := systemd-container debootstrap haproxy iproute2 openssh-client py
 help:
 	@echo "make demo       boot the lab, deploy the next release under load, draw the result"
 	@echo "                (STARTUP=10: the new release takes 10 s to start, like a JVM app)"
-	@echo "make deploy     RELEASE=v1|v2|v3|broken|crash: rolling deploy on the running lab"
+	@echo "make deploy     RELEASE=v1|v2|v3|broken|crash|flaky|slow: rolling deploy on the running lab"
 	@echo "                (CORE=2.15|2.19|2.21: from a controller with that ansible-core)"
 	@echo "make test       install what is needed, then unit, integration, molecule and lint"
 	@echo "make lab-up     boot the lab (LAB_APP_HOSTS=N, LAB_LB_HOSTS=M, LAB_TOPOLOGY=lb|single,"
@@ -198,8 +198,8 @@ demo: lab-up
 CORE ?=
 CONTROLLER = $(if $(CORE),$(BIN)/python tests/controller/run.py --core $(CORE) --)
 deploy: venv collection
-	@case "$(RELEASE)" in v1|v2|v3|broken|crash) ;; \
-	  *) echo "make deploy: RELEASE='$(RELEASE)': use RELEASE=v1, v2, v3, broken or crash" >&2; exit 2;; esac
+	@case "$(RELEASE)" in v1|v2|v3|broken|crash|flaky|slow) ;; \
+	  *) echo "make deploy: RELEASE='$(RELEASE)': use RELEASE=v1, v2, v3, broken, crash, flaky or slow" >&2; exit 2;; esac
 	@test -f .lab/$(LAB_NAME)/inventory.yml && $(LAB) status --name $(LAB_NAME) > /dev/null || { \
 	  echo "make deploy: lab $(LAB_NAME) is not up (or not reachable): run 'make lab-up' first" >&2; exit 2; }
 	@test -f $(RELEASES)/$(RELEASE).tar.gz || $(MAKE) --no-print-directory releases

@@ -87,7 +87,8 @@ class Probe:
 
     def _record(self, kind, start, status, body, error):
         version = host = port = dependency = None
-        if status == 200 and body:
+        # A 5xx of the app says who failed too (the sample app's flaky release does).
+        if status is not None and body:
             try:
                 doc = json.loads(body)
                 version, host, port = doc.get("version"), doc.get("host"), doc.get("port")

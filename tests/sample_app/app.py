@@ -4,7 +4,10 @@
 Python stdlib only, Python >= 3.9. The interface is documented in docs/development.md:
 env ``PORT`` (required), ``STARTUP_DELAY`` (seconds before binding, default 2), ``APP_VERSION``
 (overrides ``release.json``), ``BIND`` (default 0.0.0.0); ``release.json`` beside this file holds
-``{"version": ..., "mode": "ok" | "broken" | "crash"}``.
+``{"version": ..., "mode": "ok" | "broken" | "crash" | "flaky" | "slow"}``: ``broken`` fails
+``/health``, ``crash`` exits at start; ``flaky`` answers a share of ``/`` with 500 and ``slow``
+delays ``/`` (``error_share`` and ``latency_ms`` in ``release.json``) while ``/health`` passes,
+as releases that only real traffic can judge do.
 
 Endpoints: ``/`` (JSON identity), ``/health``, ``/slow?ms=N``, ``/events`` (server-sent events).
 SIGTERM: the listening socket closes at once, in-flight requests finish (bounded), idle
@@ -21,7 +24,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-MODES = ("ok", "broken", "crash")
+MODES = ("ok", "broken", "crash", "flaky", "slow")
+FLAKY_SHARE = 0.2
+SLOW_LATENCY_MS = 300
 SLOW_MAX_MS = 60000
 DRAIN_TIMEOUT = 30.0
 # A connection that has not sent its first request yet may be about to: give it this long
@@ -75,7 +80,16 @@ def load_config(environ):
     if mode not in MODES:
         die("%s: mode must be one of %s, got %r" % (path, ", ".join(MODES), mode), 2)
     version = environ.get("APP_VERSION") or str(release.get("version", "dev"))
+    share = release.get("error_share", FLAKY_SHARE)
+    latency = release.get("latency_ms", SLOW_LATENCY_MS)
+    if not (isinstance(share, (int, float)) and 0 < share <= 1):
+        die("%s: error_share must be a number in (0, 1], got %r" % (path, share), 2)
+    if not (isinstance(latency, int) and 0 <= latency <= SLOW_MAX_MS):
+        die("%s: latency_ms must be an integer in 0-%d, got %r" % (path, SLOW_MAX_MS, latency), 2)
     return {
+        # flaky: every Nth answer of / fails, so the share holds however few requests came.
+        "fail_every": max(1, int(round(1 / share))) if mode == "flaky" else 0,
+        "latency_ms": latency if mode == "slow" else 0,
         "port": port,
         "delay": delay,
         "bind": environ.get("BIND", "0.0.0.0"),
@@ -150,6 +164,8 @@ class Server(ThreadingHTTPServer):
     def __init__(self, addr, config):
         self.config = config
         self.tracker = Tracker()
+        self.root_count = 0
+        self.count_lock = threading.Lock()
         ThreadingHTTPServer.__init__(self, addr, Handler)
 
     def handle_error(self, request, client_address):
@@ -257,7 +273,16 @@ class Handler(BaseHTTPRequestHandler):
     do_HEAD = do_GET
 
     def get_root(self, query):
-        self.reply(200, json.dumps(self.identity()) + "\n", "application/json")
+        cfg = self.server.config
+        if cfg["latency_ms"]:
+            time.sleep(cfg["latency_ms"] / 1000.0)
+        status = 200
+        if cfg["fail_every"]:
+            with self.server.count_lock:
+                self.server.root_count += 1
+                status = 500 if self.server.root_count % cfg["fail_every"] == 0 else 200
+        # The identity even in a 500: who failed is what a canary verdict is about.
+        self.reply(status, json.dumps(self.identity()) + "\n", "application/json")
 
     def get_health(self, query):
         if self.server.config["mode"] == "broken":

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Build the sample app's release archives: DIR/{v1,v2,v3,broken,crash}.tar.gz.
+"""Build the sample app's release archives: DIR/{v1,v2,v3,broken,crash,flaky,slow}.tar.gz.
 
 Each archive holds ``app.py`` and ``release.json`` at its root. The archives are reproducible
 (fixed mtimes, sorted members, owner 0:0, mode 0644, no name or time in the gzip header), so a
@@ -26,6 +26,9 @@ RELEASES = (
     ("v3", "ok"),
     ("broken", "broken"),
     ("crash", "crash"),
+    # Healthy by /health, bad for real traffic: what the canary bake is there to catch.
+    ("flaky", "flaky"),
+    ("slow", "slow"),
 )
 
 

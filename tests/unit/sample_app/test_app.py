@@ -21,7 +21,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
 SAMPLE = os.path.join(REPO, "tests", "sample_app")
 APP = os.path.join(SAMPLE, "app.py")
 BUILD = os.path.join(SAMPLE, "build_releases.py")
-NAMES = ("v1", "v2", "v3", "broken", "crash")
+NAMES = ("v1", "v2", "v3", "broken", "crash", "flaky", "slow")
 
 
 def free_port():
@@ -190,6 +190,39 @@ def test_bad_port_exits_2(tmp_path, port):
     assert "PORT" in res.stderr
 
 
+def test_flaky_release_fails_its_share_of_root_and_passes_health(start_app):
+    app = start_app(version="flaky", mode="flaky")
+    statuses = []
+    for _request in range(20):
+        status, _ctype, body = app.get("/")
+        statuses.append(status)
+        # A failed answer still names who gave it.
+        assert json.loads(body)["version"] == "flaky"
+    assert statuses.count(500) == 4 and set(statuses) == {200, 500}
+    assert all(app.get("/health")[0] == 200 for _request in range(10))
+
+
+def test_slow_release_delays_root_only(start_app):
+    app = start_app(version="slow", mode="slow")
+    t0 = time.monotonic()
+    assert app.get("/")[0] == 200
+    assert time.monotonic() - t0 >= 0.3
+    t0 = time.monotonic()
+    assert app.get("/health")[0] == 200
+    assert time.monotonic() - t0 < 0.25
+
+
+def test_bad_flaky_share_exits_2(tmp_path):
+    directory = tmp_path / "release"
+    directory.mkdir()
+    shutil.copy(APP, str(directory))
+    (directory / "release.json").write_text(json.dumps({"mode": "flaky", "error_share": 2}))
+    env = dict(os.environ, PORT=str(free_port()), STARTUP_DELAY="0")
+    res = subprocess.run([sys.executable, str(directory / "app.py")], env=env, capture_output=True,
+                         text=True, timeout=10, check=False)
+    assert res.returncode == 2 and "error_share" in res.stderr
+
+
 def test_slow_answers_after_the_delay(start_app):
     app = start_app()
     t0 = time.monotonic()
@@ -296,7 +329,7 @@ def test_build_releases_is_reproducible(tmp_path):
             assert len({m.mtime for m in members}) == 1
             assert tar.extractfile("app.py").read() == app_source
             release = json.loads(tar.extractfile("release.json").read())
-        mode = name if name in ("broken", "crash") else "ok"
+        mode = name if name in ("broken", "crash", "flaky", "slow") else "ok"
         assert release == {"version": name, "mode": mode}
     time.sleep(1.1)  # a timestamp that leaked into an archive would now differ
     build(second)
