@@ -38,6 +38,7 @@ def build_record(host, args, end):
         "deploy_id": args["deploy_id"],
         "failure": args["failure"],
         "clone_lifetime": args["clone_lifetime"],
+        "canary": args["canary"],
         "started_at": marks[0]["at"] if marks else None,
         "marks": marks,
         "steps": mark_steps(marks, end),

@@ -13,6 +13,7 @@ ARGUMENT_SPEC = dict(
     deploy_id=dict(type="str", default=""),
     failure=dict(type="dict", default={}),
     clone_lifetime=dict(type="float"),
+    canary=dict(type="dict", default={}),
     marks=dict(type="list", elements="dict", default=[]),
     dest=dict(type="path"),
     stats_key=dict(type="str", default="hitless_rolling", no_log=False),

@@ -374,6 +374,26 @@ def admin_state(flags):
     return "ready"
 
 
+# Answers a server gave, whatever their class: a server that only fails still had traffic.
+RESPONSE_FIELDS = ("hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx", "hrsp_5xx", "hrsp_other")
+
+
+def server_counters(stat_row):
+    """A server's counters for judging it (hitless.deploy.canary_verdict): answers, 5xx, the
+    moving averages of response and total time (ms), failed checks, times it was chosen."""
+    def num(field):
+        value = stat_row.get(field)
+        return value if isinstance(value, int) else 0
+    return {
+        "responses": sum(num(f) for f in RESPONSE_FIELDS),
+        "errors": num("hrsp_5xx"),
+        "rtime": num("rtime"),
+        "ttime": num("ttime"),
+        "failed_checks": num("chkfail"),
+        "selected": num("lbtot"),
+    }
+
+
 def server_view(stat_row, state_row):
     """One server as the modules report it, from its ``show stat`` and servers state rows."""
     check_flags = state_row.get("srv_check_state") or 0
@@ -407,6 +427,7 @@ def server_view(stat_row, state_row):
         "check_fall": stat_row.get("check_fall"),
         # Filled in by RuntimeClient.is_dynamic when asked for (None: not known).
         "dynamic": None,
+        "counters": server_counters(stat_row),
     }
     view["check_passing"] = check_status in PASSING_CHECKS
     view["fully_risen"] = fully_risen(view)

@@ -56,6 +56,12 @@ options:
   clone_lifetime:
     description: Seconds the clone lived, null when there was no clone.
     type: float
+  canary:
+    description:
+      - The canary bake of this host (its window and P(hitless.deploy.canary_verdict#filter)'s
+        verdict), empty when it did not bake.
+    type: dict
+    default: {}
   marks:
     description:
       - The start of each phase, in order. Each item needs C(step) (the phase) and C(at) (epoch

@@ -155,6 +155,30 @@ backends:
             - Asked with C(set server B/S ssl) without its argument, which HAProxy refuses
               without changing anything, naming dynamic servers; one command per server.
           type: bool
+        counters:
+          description:
+            - Its traffic counters since HAProxy started (or last reloaded), which
+              P(hitless.deploy.canary_verdict#filter) compares between two reads.
+          type: dict
+          contains:
+            responses:
+              description: Answers it gave (C(hrsp_1xx) to C(hrsp_other)).
+              type: int
+            errors:
+              description: Answers of class 5xx (C(hrsp_5xx)).
+              type: int
+            rtime:
+              description: Moving average of its response time over its last 512 answers, in ms.
+              type: int
+            ttime:
+              description: The same for the total session time, in ms.
+              type: int
+            failed_checks:
+              description: Health checks that failed (C(chkfail)).
+              type: int
+            selected:
+              description: Times the balancing algorithm chose it (C(lbtot)).
+              type: int
 """
 
 from ansible.module_utils.basic import AnsibleModule

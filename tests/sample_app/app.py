@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODES = ("ok", "broken", "crash", "flaky", "slow")
 FLAKY_SHARE = 0.2
-SLOW_LATENCY_MS = 300
+SLOW_LATENCY_MS = 1000
 SLOW_MAX_MS = 60000
 DRAIN_TIMEOUT = 30.0
 # A connection that has not sent its first request yet may be about to: give it this long

@@ -8,7 +8,7 @@ from ansible_collections.hitless.deploy.plugins.action.deploy_record import (
     build_record, mark_steps, write_record)
 
 ARGS = {"release": "v2", "from_release": "v1", "outcome": "deployed", "repaired": "",
-        "deploy_id": "d1", "failure": {}, "clone_lifetime": 6.25,
+        "deploy_id": "d1", "failure": {}, "clone_lifetime": 6.25, "canary": {},
         "marks": [{"step": "clone", "at": 100.0}, {"step": "route_back", "at": "104.5"}]}
 
 

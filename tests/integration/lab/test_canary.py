@@ -1,0 +1,111 @@
+"""The canary gate under load: the first host bakes, judged by HAProxy's counters, then the rest.
+
+Its own lab, ``itest-canary``: two HAProxy hosts in front of three app hosts, so the canary's
+figures are summed over two HAProxy hosts and judged against two peers. Deploys use
+``hitless_serial: [1, "100%"]`` (the canary, then every other host at once) and a bake of
+BAKE seconds. Each test starts from whatever good release serves (no test depends on another).
+"""
+import json
+import os
+import re
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _deploy import (ROOT, check_clean, check_under_load, current_release,  # noqa: E402
+                     deploy, role_failures, sh)
+from _labs import booted_lab  # noqa: E402
+
+NEXT = {"v1": "v2", "v2": "v3", "v3": "v1"}
+BAKE = 8
+FLEET = {"hitless_serial": [1, "100%"], "hitless_bake": BAKE}
+CANARY = "app1"
+
+
+@pytest.fixture(scope="module")
+def clab():
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root (overlay mounts, bridges, systemd-nspawn)")
+    with booted_lab("itest-canary", "--lb-hosts", "2", "--app-hosts", "3") as booted:
+        yield booted
+
+
+def serving(lab):
+    releases = {current_release(lab, host) for host in lab.groups["app"]}
+    assert len(releases) == 1, releases
+    return releases.pop()
+
+
+def mark_at(record, step):
+    return [m["at"] for m in record["marks"] if m["step"] == step][-1]
+
+
+def served(result, version):
+    """{(host, port)} that answered with ``version``, failed answers included."""
+    return {(r["host"], r["port"]) for probe in result.probes.values() for r in probe["records"]
+            if r["version"] == version}
+
+
+def test_a_good_release_passes_the_bake_then_the_rest_swaps_at_once(clab, tmp_path):
+    old = serving(clab)
+    new = NEXT[old]
+    apps = clab.groups["app"]
+    result = deploy(clab, tmp_path, release=new, extra_vars=FLEET)
+    assert result.rc == 0, result.tail()
+    check_under_load(result, swapped=apps, app_hosts=apps)
+    check_clean(clab, new)
+    assert result.answered_after_end() == {(h, new) for h in apps}
+    canary = result.records[CANARY]["canary"]
+    assert canary["verdict"] == "pass" and canary["reference_kind"] == "peers", canary
+    assert canary["canary"]["responses"] >= 50 and canary["reference"]["responses"] >= 50, canary
+    assert float(canary["ended_at"]) - float(canary["started_at"]) >= BAKE
+    # Only the canary baked; the others started after its bake, together, as one batch.
+    others = [h for h in apps if h != CANARY]
+    assert all(not result.records[h]["canary"] for h in others)
+    clones = [mark_at(result.records[h], "clone") for h in others]
+    assert min(clones) >= float(canary["ended_at"]) - 0.5, (clones, canary["ended_at"])
+    assert max(clones) - min(clones) < 3, clones
+    assert "canary pass after %d s: %s passed" % (BAKE, CANARY) in result.output
+
+
+@pytest.mark.parametrize("bad, figure", [
+    ("flaky", r"5xx \d+\.\d % of [\d,]+ responses on app1, peers 0\.0 %, limit 1\.0 %"),
+    ("slow", r"response time \d+ ms on app1, peers \d+ ms, limit \d+ ms"),
+], ids=["flaky", "slow"])
+def test_a_bad_release_is_caught_in_the_bake_rolled_back_and_marked(clab, tmp_path, bad, figure):
+    old = serving(clab)
+    apps = clab.groups["app"]
+    result = deploy(clab, tmp_path, release=bad, extra_vars=FLEET)
+    assert result.rc != 0
+    message = role_failures(result.output)[CANARY]
+    assert re.search(r"at step bake \(Fail, the canary did not pass its bake\): canary app1 after "
+                     r"its %d s bake: %s" % (BAKE, figure), message), message
+    assert re.search(r"Rolled back: release %s\S* serves from the original again, the clone is "
+                     r"gone, release %s\S* is marked bad\.$" % (old, bad), message), message
+    # Only the canary ever served it, and only its answers failed (flaky's 500s).
+    assert served(result, bad) <= {(CANARY, 8080)} and served(result, bad), result.by_instance
+    for failure in result.failures:
+        assert (failure["status"], failure["version"], failure["host"]) == (500, bad, CANARY), failure
+    assert (result.failed > 0) == (bad == "flaky"), result.failures[:3]
+    # Capacity held throughout, the canary's clone stood in while it went back.
+    for lb, poller in result.pollers.items():
+        assert poller["errors"] == 0 and poller["min_up"] >= len(apps), (lb, poller["min_up"])
+    # Caught within the bake window: the verdict came at its end.
+    record = result.records[CANARY]
+    assert record["outcome"] == "failed" and record["canary"]["verdict"] == "fail", record
+    assert mark_at(record, "rollback") - mark_at(record, "bake") < BAKE + 6, record["marks"]
+    # Nothing else swapped: the fleet serves the old release, clean; the mark holds the figures.
+    assert {h for h in result.records if "clone" in [m["step"] for m in result.records[h]["marks"]]} == {CANARY}
+    check_clean(clab, old)
+    marks = sh(clab, CANARY, "ls %s/.hitless/bad" % ROOT).split()
+    (mark,) = [m for m in marks if m.split("+")[0] == bad]
+    evidence = json.loads(sh(clab, CANARY, "cat %s/.hitless/bad/%s" % (ROOT, mark)))
+    assert evidence["step"] == "bake" and re.search(figure, evidence["canary"]["message"]), evidence
+    # The mark refuses the release before anything changes, on every host.
+    (tmp_path / "again").mkdir()
+    again = deploy(clab, tmp_path / "again", release=bad)
+    assert again.rc != 0 and "marked bad" in role_failures(again.output)[CANARY]
+    check_under_load(again, swapped=(), app_hosts=apps)
+    check_clean(clab, old)
