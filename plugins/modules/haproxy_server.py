@@ -8,7 +8,7 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 module: haproxy_server
-short_description: Put one HAProxy server in a state, through the runtime API, without a stale UP
+short_description: Put HAProxy servers in a state, through the runtime API, without a stale UP
 version_added: 0.1.0
 description:
   - Sets the state of one server of one backend of a running HAProxy through its runtime API
@@ -47,8 +47,31 @@ options:
       - Name of the server in O(backend).
       - When it does not exist and O(slots) is set, the server is the slot that holds
         O(address) and O(port); see O(slots).
+      - One of O(server) and O(servers) is required.
     type: str
-    required: true
+  servers:
+    description:
+      - Several servers of O(backend) in one call, each taken to O(state) as O(server) would
+        be, with the other options shared. It is how the rolling role moves a whole batch of
+        app hosts with one call per HAProxy host.
+      - Every server is changed first, without waiting. For V(ready), that means armed, out of
+        traffic until its fresh checks pass. For V(drain), V(maint) and V(absent), that means
+        no new traffic. Then each server is waited for within what is left of one
+        O(wait_timeout), so the waits overlap. A server that fails does not stop the others.
+        RV(results) reports each server, and the call fails naming every server that failed.
+    type: list
+    elements: dict
+    suboptions:
+      server:
+        description: Name of the server, as O(server).
+        type: str
+        required: true
+      address:
+        description: Its address, as O(address).
+        type: str
+      port:
+        description: Its port, as O(port).
+        type: int
   state:
     description:
       - V(ready) - takes traffic. From maint or drain, it goes to drain, C(health down), wait (with
@@ -193,6 +216,16 @@ EXAMPLES = r"""
     state: ready
     wait_timeout: 20
 
+- name: Drain a batch of originals in one call, their sessions given one grace together
+  hitless.deploy.haproxy_server:
+    backend: demo
+    servers:
+      - server: app2
+      - server: app3
+    state: drain
+    wait_timeout: 10
+    shutdown_sessions: true
+
 - name: Remove it after draining (a slot declared in the configuration is left in maint)
   hitless.deploy.haproxy_server:
     backend: demo
@@ -220,12 +253,12 @@ backend:
   type: str
 server:
   description: The server acted on; the slot's name when a slot stands in for O(server).
-  returned: always
+  returned: with O(server)
   type: str
   sample: app1-clone
 slot:
   description: The slot in use, or null.
-  returned: always
+  returned: with O(server)
   type: str
   sample: slot1
 dynamic:
@@ -233,13 +266,13 @@ dynamic:
     - Whether the server was added at runtime (true) or is declared in the configuration
       (false); null when the server does not exist or HAProxy's answer does not tell.
     - Only a dynamic server is deleted by O(state=absent).
-  returned: always
+  returned: with O(server)
   type: bool
   sample: false
 before:
   description: The server before the run (null when it did not exist), with the keys
     M(hitless.deploy.haproxy_info) returns for a server.
-  returned: always
+  returned: with O(server)
   type: dict
   sample: {"name": "app1", "status": "UP", "admin_state": "ready", "address": "10.213.0.11",
            "port": 8080, "weight": 1, "scur": 3, "qcur": 0, "check_status": "L7OK"}
@@ -247,7 +280,7 @@ after:
   description:
     - The server after the run (null when it no longer exists); on failure, where it stands.
     - In check mode, the prediction of C(admin_state), C(address), C(port) and C(weight).
-  returned: always
+  returned: with O(server)
   type: dict
 diff:
   description: C(state), C(address), C(port) and C(weight) before and after.
@@ -267,7 +300,18 @@ elapsed:
   returned: always
   type: float
   sample: 1.42
+results:
+  description:
+    - With O(servers), one item per server in its order, with the keys above (RV(server),
+      RV(slot), RV(dynamic), RV(before), RV(after), RV(diff), RV(commands), RV(elapsed)),
+      C(failed) and, for a server that failed, C(msg). The top-level RV(commands) lists
+      them all; RV(diff) maps each server's name to its state.
+  returned: with O(servers)
+  type: list
+  elements: dict
 """
+
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -277,6 +321,7 @@ from ansible_collections.hitless.deploy.plugins.module_utils._haproxy_runtime im
     SocketError,
     open_client,
 )
+from ansible_collections.hitless.deploy.plugins.module_utils._haproxy_batch import run_batch
 from ansible_collections.hitless.deploy.plugins.module_utils._haproxy_server import (
     STATES,
     ParamError,
@@ -287,13 +332,45 @@ from ansible_collections.hitless.deploy.plugins.module_utils._haproxy_server imp
 )
 
 
+def run_servers(module, client, requests):
+    started = time.monotonic()
+    try:
+        results = run_batch(client, requests, check_mode=module.check_mode)
+    except ParamError as e:
+        module.fail_json(msg=str(e))
+    except NotFoundError as e:
+        module.fail_json(msg="%s: %s %s does not exist" % (e.kind, e.kind, e.name))
+    except SocketError as e:
+        module.fail_json(msg="socket: %s" % e)
+    except HAProxyRuntimeError as e:
+        module.fail_json(msg=str(e))
+    summary = dict(
+        changed=any(r.get("changed") for r in results),
+        backend=requests[0].backend,
+        results=results,
+        commands=[c for r in results for c in r.get("commands", [])],
+        diff={"before": dict((r["server"], (r.get("diff") or {}).get("before")) for r in results),
+              "after": dict((r["server"], (r.get("diff") or {}).get("after")) for r in results)},
+        elapsed=round(time.monotonic() - started, 3),
+    )
+    failed = [r for r in results if r.get("failed")]
+    if failed:
+        module.fail_json(msg="; ".join("%s: %s" % (r["server"], r["msg"]) for r in failed), **summary)
+    module.exit_json(**summary)
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             socket=dict(type="str", default="/run/haproxy/admin.sock"),
             timeout=dict(type="float", default=5.0),
             backend=dict(type="str", required=True),
-            server=dict(type="str", required=True),
+            server=dict(type="str"),
+            servers=dict(type="list", elements="dict", options=dict(
+                server=dict(type="str", required=True),
+                address=dict(type="str"),
+                port=dict(type="int"),
+            )),
             state=dict(type="str", default="ready", choices=list(STATES)),
             address=dict(type="str"),
             port=dict(type="int"),
@@ -306,7 +383,8 @@ def main():
             shutdown_sessions=dict(type="bool", default=False),
             slots=dict(type="list", elements="str", default=[]),
         ),
-        required_if=[("state", "present", ("address", "port"))],
+        required_one_of=[("server", "servers")],
+        mutually_exclusive=[("server", "servers"), ("servers", "address"), ("servers", "port")],
         required_together=[("address", "port")],
         supports_check_mode=True,
     )
@@ -314,13 +392,18 @@ def main():
         "backend", "server", "state", "address", "port", "weight", "check_inter", "check_rise",
         "check_fall", "wait", "wait_timeout", "shutdown_sessions", "slots"))
     try:
-        request = build_request(params)
+        if module.params["servers"] is not None:
+            requests = [build_request(dict(params, **item)) for item in module.params["servers"]]
+        else:
+            request = build_request(params)
     except ParamError as e:
         module.fail_json(msg=str(e))
     try:
         client = open_client(module.params["socket"], module.params["timeout"])
     except ValueError as e:
         module.fail_json(msg=str(e))
+    if module.params["servers"] is not None:
+        run_servers(module, client, requests)
     runner = Runner(client, request, check_mode=module.check_mode)
     try:
         result = runner.run()

@@ -427,3 +427,46 @@ def test_haproxy_info(haproxy):
     assert not one.failed and list(one["backends"]) == ["sticky"], one
     missing = run_module("haproxy_info", {"socket": haproxy.sock, "backend": "fe_web"})
     assert missing.failed and missing["msg"].startswith("backend: "), missing
+
+
+def test_a_batch_of_servers_in_one_call(haproxy):
+    """Two clones added and ready, then both out again, each in one call: check mode first,
+    then apply, then again (unchanged); the waits of the batch overlap."""
+    app3 = haproxy.apps["app3"]
+    clones = [{"server": "c1", "address": "127.0.0.1", "port": app3.port},
+              {"server": "c2", "address": "127.0.0.1", "port": app3.port}]
+    args = {"socket": haproxy.sock, "backend": "web", "servers": clones, "wait_timeout": 15,
+            "check_inter": haproxy.INTER_MS, "check_rise": haproxy.RISE,
+            "check_fall": haproxy.FALL}
+    checked = run_module("haproxy_server", dict(args, state="ready"), check=True, diff=True)
+    assert not checked.failed and checked.changed, checked
+    assert haproxy.server("web", "c1") is None and haproxy.server("web", "c2") is None
+    applied = run_module("haproxy_server", dict(args, state="ready"), diff=True)
+    assert not applied.failed and applied.changed, applied
+    assert [r["server"] for r in applied["results"]] == ["c1", "c2"]
+    assert all(haproxy.server("web", c)["status"] == "UP" for c in ("c1", "c2"))
+    assert applied["diff"]["before"] == {"c1": {"state": "absent"}, "c2": {"state": "absent"}}
+    assert applied["diff"]["after"]["c1"]["state"] == applied["diff"]["after"]["c2"]["state"] == "ready"
+    # Both armed before any wait: one rise of checks for the batch, not one each.
+    assert applied["elapsed"] < 2 * haproxy.RISE * haproxy.INTER_MS / 1000.0 + 1.5, applied["elapsed"]
+    for check in (True, False):
+        again = run_module("haproxy_server", dict(args, state="ready"), check=check)
+        assert not again.failed and not again.changed and again["commands"] == [], again
+    gone = run_module("haproxy_server", dict(args, state="absent", shutdown_sessions=True))
+    assert not gone.failed and gone.changed, gone
+    assert haproxy.server("web", "c1") is None and haproxy.server("web", "c2") is None
+    assert [r["commands"] for r in gone["results"]] == [
+        ["set server web/%s state maint" % c, "del server web/%s" % c] for c in ("c1", "c2")]
+
+
+def test_a_batch_names_each_server_that_failed(haproxy):
+    args = {"socket": haproxy.sock, "backend": "web", "state": "drain", "wait_timeout": 5,
+            "servers": [{"server": "app2"}, {"server": "nope"}]}
+    result = run_module("haproxy_server", args)
+    assert result.failed and result["msg"] == "nope: server web/nope does not exist", result
+    # The other server of the call was still drained.
+    assert haproxy.server("web", "app2")["status"].startswith("DRAIN")
+    assert run_module("haproxy_server", dict(args, state="ready", servers=[{"server": "app2"}]),
+                      ).changed
+    bad = run_module("haproxy_server", dict(args, server="app2"))
+    assert bad.failed and "servers" in bad["msg"] and "server" in bad["msg"], bad
