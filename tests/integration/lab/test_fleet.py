@@ -1,6 +1,6 @@
-"""The canary gate under load: the first host bakes, judged by HAProxy's counters, then the rest.
+"""Fleets under load: the canary gate, and batches that swap as one.
 
-Its own lab, ``itest-canary``: two HAProxy hosts in front of three app hosts, so the canary's
+Its own lab, ``itest-fleet``: two HAProxy hosts in front of three app hosts, so the canary's
 figures are summed over two HAProxy hosts and judged against two peers. Deploys use
 ``hitless_serial: [1, "100%"]`` (the canary, then every other host at once) and a bake of
 BAKE seconds. Each test starts from whatever good release serves (no test depends on another).
@@ -28,7 +28,7 @@ CANARY = "app1"
 def clab():
     if os.geteuid() != 0:
         pytest.skip("the lab needs root (overlay mounts, bridges, systemd-nspawn)")
-    with booted_lab("itest-canary", "--lb-hosts", "2", "--app-hosts", "3") as booted:
+    with booted_lab("itest-fleet", "--lb-hosts", "2", "--app-hosts", "3") as booted:
         yield booted
 
 
