@@ -1,4 +1,4 @@
-"""Filter that turns the app hosts of a batch into the servers of one haproxy_server call."""
+"""Filters for a batch's HAProxy calls: the servers of one call, and what failed for one host."""
 
 from collections.abc import Mapping
 
@@ -69,6 +69,27 @@ def lb_servers(hosts, kind, lb=None):
     return servers
 
 
+def lb_errors(results, servers):
+    """What went wrong, for an app host whose servers are ``servers``, in the looped results of
+    haproxy_server calls made with ``failed_when: false`` for a whole batch: one sentence per
+    HAProxy host that was not reached, whose call failed as a whole, or that did not take one
+    of these servers. A server of another host that failed is that host's failure."""
+    errors = []
+    for result in results:
+        if not isinstance(result, Mapping) or result.get("skipped"):
+            continue
+        where = "on %s: " % result.get("item", "?")
+        if result.get("unreachable"):
+            errors.append(where + str(result.get("msg") or "unreachable").strip())
+        elif "results" not in result:
+            if result.get("msg") and (result.get("failed") or "failed_when_result" in result):
+                errors.append(where + str(result["msg"]).strip())
+        else:
+            errors += [where + str(r.get("msg", "failed")).strip() for r in result["results"]
+                       if r.get("failed") and r.get("requested", r.get("server")) in servers]
+    return errors
+
+
 class FilterModule(object):
     def filters(self):
-        return {"lb_servers": lb_servers}
+        return {"lb_servers": lb_servers, "lb_errors": lb_errors}

@@ -68,17 +68,19 @@ class BatchRunner:
         self.sleep = sleep
 
     def _one(self, req):
+        # `requested` names the server as asked for; `server` is the slot that stands in for it.
         runner = Runner(self.client, req, check_mode=self.check_mode, clock=self.clock,
                         sleep=self.sleep)
         try:
-            return dict(runner.run(), failed=False)
+            return dict(runner.run(), failed=False, requested=req.server)
         except StateError as e:
-            return dict(e.result or {"server": req.server, "commands": []}, failed=True, msg=e.msg)
+            return dict(e.result or {"server": req.server, "commands": []}, failed=True, msg=e.msg,
+                        requested=req.server)
         except (PlanError, ParamError, NotFoundError) as e:
             msg = ("%s %s does not exist" % (e.kind, e.name) if isinstance(e, NotFoundError)
                    else str(e))
-            return {"server": req.server, "before": runner.before, "commands": [],
-                    "changed": False, "failed": True, "msg": msg}
+            return {"server": req.server, "requested": req.server, "before": runner.before,
+                    "commands": [], "changed": False, "failed": True, "msg": msg}
 
     def run(self):
         if self.check_mode:

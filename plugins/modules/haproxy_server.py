@@ -304,6 +304,7 @@ results:
   description:
     - With O(servers), one item per server in its order, with the keys above (RV(server),
       RV(slot), RV(dynamic), RV(before), RV(after), RV(diff), RV(commands), RV(elapsed)),
+      C(requested) (the name asked for, where RV(server) is the slot standing in for it),
       C(failed) and, for a server that failed, C(msg). The top-level RV(commands) lists
       them all; RV(diff) maps each server's name to its state.
   returned: with O(servers)

@@ -14,11 +14,12 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _deploy import (ROOT, check_clean, check_under_load, current_release,  # noqa: E402
-                     deploy, role_failures, sh)
+from _deploy import (ROOT, Run, check_clean, check_under_load, current_release,  # noqa: E402
+                     deploy, deploy_runs, role_failures, sh, task_line)
 from _labs import booted_lab  # noqa: E402
 
 NEXT = {"v1": "v2", "v2": "v3", "v3": "v1"}
+HOOKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hooks")
 BAKE = 8
 FLEET = {"hitless_serial": [1, "100%"], "hitless_bake": BAKE}
 CANARY = "app1"
@@ -109,3 +110,69 @@ def test_a_bad_release_is_caught_in_the_bake_rolled_back_and_marked(clab, tmp_pa
     assert again.rc != 0 and "marked bad" in role_failures(again.output)[CANARY]
     check_under_load(again, swapped=(), app_hosts=apps)
     check_clean(clab, old)
+
+
+def check_capacity(result, apps):
+    for lb, poller in result.pollers.items():
+        assert poller["errors"] == 0 and poller["min_up"] >= len(apps), (lb, poller["min_up"])
+
+
+def test_a_host_failing_in_its_batch_goes_back_alone_and_a_rerun_brings_it(clab, tmp_path):
+    """app3 fails after its checks (a hook), in the batch it shares with app2: app3 converges
+    back behind its clone, app2 finishes its swap in the batch's calls, nothing fails."""
+    old = serving(clab)
+    new = NEXT[old]
+    apps = clab.groups["app"]
+    result = deploy(clab, tmp_path, release=new, extra_vars={
+        "hitless_serial": [1, "100%"], "hitless_test_failing_host": "app3",
+        "rolling_hooks": {"before_route_back": os.path.join(HOOKS, "fail_on_one_host.yml")}})
+    assert result.rc != 0
+    failures = role_failures(result.output)
+    assert set(failures) == {"app3"}, failures
+    assert "this hook fails on purpose on app3" in failures["app3"], failures["app3"]
+    assert "Rolled back: release %s" % old in failures["app3"], failures["app3"]
+    check_under_load(result, swapped=apps, app_hosts=apps)
+    assert [current_release(clab, h) for h in apps] == [new, new, old]
+    assert result.records["app2"]["outcome"] == "deployed", result.records["app2"]
+    assert result.answered_after_end() == {("app1", new), ("app2", new), ("app3", old)}
+    check_clean(clab, new, app_hosts=["app1", "app2"])
+    (tmp_path / "again").mkdir()
+    again = deploy(clab, tmp_path / "again", release=new, extra_vars={"hitless_serial": [1, "100%"]})
+    assert again.rc == 0, again.tail()
+    check_under_load(again, swapped=["app3"], app_hosts=apps)
+    check_clean(clab, new)
+
+
+def stop_clone(lab, host):
+    def action(proc):
+        lab.ssh(host, "systemctl stop demo@8081")
+    return action
+
+
+def test_a_clone_lost_in_a_batch_call_fails_its_host_alone_and_a_rerun_converges(clab, tmp_path):
+    """One batch of all three; app3's clone stops as the batch's clones are routed in, so it
+    never rises: the call names it, app3 goes back alone, app1 and app2 swap on in the batch."""
+    old = serving(clab)
+    new = NEXT[old]
+    apps = clab.groups["app"]
+    result = deploy_runs(clab, tmp_path, [Run(release=new, extra_vars={
+        "hitless_serial": "100%", "rolling_ready_timeout": 6},
+        triggers=[(task_line("Put the clone in service after fresh passing checks"),
+                   stop_clone(clab, "app3"))])])
+    assert result.rc != 0 and result.runs[0].fired, result.tail()
+    failures = role_failures(result.output)
+    assert set(failures) == {"app3"}, failures
+    assert re.search(r"at step route_to_clone \(Check every HAProxy host was reached and took "
+                     r"this host's servers\): on lb\d: server demo/app3-clone is not UP",
+                     failures["app3"]), failures["app3"]
+    assert "Rolled back: release %s" % old in failures["app3"], failures["app3"]
+    assert result.failed == 0, result.failures[:5]
+    check_capacity(result, apps)
+    assert [current_release(clab, h) for h in apps] == [new, new, old]
+    assert served(result, new) == {("app1", 8080), ("app2", 8080)}, result.by_instance
+    check_clean(clab, new, app_hosts=["app1", "app2"])
+    (tmp_path / "again").mkdir()
+    again = deploy(clab, tmp_path / "again", release=new, extra_vars={"hitless_serial": "100%"})
+    assert again.rc == 0, again.tail()
+    check_under_load(again, swapped=["app3"], app_hosts=apps)
+    check_clean(clab, new)

@@ -27,3 +27,21 @@ def test_bad_input_is_named():
         lb_servers(BATCH, "clones")
     with pytest.raises(AnsibleFilterError, match="needs host, server"):
         lb_servers([{"host": "app1"}], "original")
+
+
+def test_errors_concern_this_host_only():
+    from ansible_collections.hitless.deploy.plugins.filter.lb_servers import lb_errors
+    results = [
+        {"item": "lb1", "failed_when_result": False, "failed": False, "results": [
+            {"requested": "app1-clone", "server": "slot1", "failed": False},
+            {"requested": "app3-clone", "server": "app3-clone", "failed": True,
+             "msg": "server demo/app3-clone is not UP"}]},
+        {"item": "lb2", "unreachable": True, "msg": "Failed to connect to the host via ssh\n"},
+        {"item": "lb3", "failed_when_result": False, "failed": False,
+         "msg": "socket: cannot connect to HAProxy runtime API"},
+        {"item": "lb4", "skipped": True}]
+    assert lb_errors(results, ["app1", "app1-clone"]) == [
+        "on lb2: Failed to connect to the host via ssh",
+        "on lb3: socket: cannot connect to HAProxy runtime API"]
+    assert lb_errors(results, ["app3", "app3-clone"])[0] == "on lb1: server demo/app3-clone is not UP"
+    assert lb_errors(results[:1], ["app1", "app1-clone"]) == []

@@ -73,8 +73,8 @@ def test_each_clone_takes_its_own_slot():
     clones = [req(server="app%d-clone" % n, address="10.0.0.%d" % n, port=8081,
                   slots=["slot1", "slot2"]) for n in (1, 2)]
     results = batch(fake, clones)
-    assert [(r["server"], r["slot"], r["failed"]) for r in results] == [
-        ("slot1", "slot1", False), ("slot2", "slot2", False)]
+    assert [(r["requested"], r["server"], r["slot"], r["failed"]) for r in results] == [
+        ("app1-clone", "slot1", "slot1", False), ("app2-clone", "slot2", "slot2", False)]
     assert (fake.servers["slot2"].address, fake.servers["slot2"].port) == ("10.0.0.2", 8081)
 
 
