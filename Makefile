@@ -225,6 +225,8 @@ BENCH_SIZES ?= 1,2,10
 BENCH_RUNS ?= 3
 # BENCH_STARTUP=S: the new release takes S s to bind (a slow start, as a JVM or Rails app's).
 BENCH_STARTUP ?=
+# Serials of the sizes above 2 hosts; 1+100% is [1, "100%"], the canary then all at once.
+BENCH_SERIALS ?= 50%,25%,1+100%
 BENCH_VENV := $(TMP)/bench-venv
 
 bench: deps
@@ -235,7 +237,8 @@ bench: deps
 	  $(BENCH_VENV)/bin/pip install -q --disable-pip-version-check -r benchmarks/requirements-bench.txt && \
 	  touch $(BENCH_VENV)/.stamp; }
 	@$(BIN)/python benchmarks/fleet_benchmark.py --sizes $(BENCH_SIZES) --runs $(BENCH_RUNS) \
-	  --bench-venv $(BENCH_VENV) $(if $(BENCH_STARTUP),--startup-delay $(BENCH_STARTUP)) && status=0 || status=$$?; \
+	  --large-serials $(BENCH_SERIALS) --bench-venv $(BENCH_VENV) \
+	  $(if $(BENCH_STARTUP),--startup-delay $(BENCH_STARTUP)) && status=0 || status=$$?; \
 	test -e $(TMP)/bench/fleet-latest.json && \
 	  $(BENCH_VENV)/bin/python benchmarks/fleet_benchmark.py --report $(TMP)/bench/fleet-latest.json; \
 	exit $$status

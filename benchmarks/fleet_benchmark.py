@@ -199,6 +199,13 @@ def forks_for(app_hosts):
     return max(5, app_hosts)
 
 
+def serial_value(serial):
+    """The play's serial: "50%" and "2" as they are, "1+100%" as the list [1, "100%"]."""
+    if "+" not in serial:
+        return serial
+    return [int(part) if part.isdigit() else part for part in serial.split("+")]
+
+
 def deploy_command(strategy, lab, serial, workdir, bench_venv, startup_delay=None):
     """The strategy's ansible-playbook command. ``startup_delay``: seconds the new release takes
     to bind (a slow start, as a JVM or Rails app's), else the lab's own."""
@@ -212,11 +219,11 @@ def deploy_command(strategy, lab, serial, workdir, bench_venv, startup_delay=Non
         variables = dict(demo.DEPLOY_VARS, **rb.BENCH_VARS)
         variables.update(demo.slow_start_vars(startup_delay)[0])
         variables.update(rolling_report_dir=os.path.join(workdir, "records"),
-                         hitless_release_src=archive, hitless_serial=serial)
+                         hitless_release_src=archive, hitless_serial=serial_value(serial))
         return ([os.path.join(MAIN_BIN, "ansible-playbook"), "-i", lab.inventory,
                  os.path.join(REPO, "playbooks", "rolling.yml"), "-e", json.dumps(variables)],
                 MAIN_BIN)
-    variables = {"bench_release_src": archive, "bench_serial": serial,
+    variables = {"bench_release_src": archive, "bench_serial": serial_value(serial),
                  "bench_startup_delay": startup}
     binary = MAIN_BIN if strategy == "naive" else os.path.join(bench_venv, "bin")
     return ([os.path.join(binary, "ansible-playbook"), "-i", lab.inventory,
@@ -505,8 +512,10 @@ def _configs(runs):
     """(size, serial) pairs in bench order: sizes ascending, serial 1 first, then 50%, 25%."""
     def key(cfg):
         size, serial = cfg
+        if "+" in serial:  # a list of batches: after the plain ones
+            return (size, 2, serial)
         pct = serial.endswith("%")
-        return (size, pct, -float(serial.rstrip("%")) if pct else float(serial))
+        return (size, int(pct), -float(serial.rstrip("%")) if pct else float(serial))
     return sorted({(r["app_hosts"], r["serial"]) for r in runs}, key=key)
 
 
@@ -955,8 +964,8 @@ def bench_size(size, args, stamp_dir, runs_out):
             order = args.strategies[shift:] + args.strategies[:shift]
             for serial in serials_for(size, args.large_serials):
                 for strategy in order:
-                    tag = "%s-serial%s-%s-run%d" % (name, serial.replace("%", "pct"), strategy,
-                                                    run)
+                    tag = "%s-serial%s-%s-run%d" % (name, serial.replace("%", "pct").replace("+", "-"),
+                                                    strategy, run)
                     workdir = os.path.join(stamp_dir, tag)
                     reset_s = reset(lab)
                     cmd, binary = deploy_command(strategy, lab, serial, workdir, args.bench_venv,
@@ -987,8 +996,8 @@ def main(argv=None):
     parser.add_argument("--runs", type=int, default=3, help="runs per size (default 3)")
     parser.add_argument("--strategies", default=",".join(STRATEGIES),
                         help="comma-separated, of %s" % ", ".join(STRATEGIES))
-    parser.add_argument("--large-serials", default="50%,25%",
-                        help="serial values for sizes above 2 (50%%,25%%)")
+    parser.add_argument("--large-serials", default="50%,25%,1+100%",
+                        help="serial values for sizes above 2 (50%%,25%%,1+100%%: [1, \"100%%\"])")
     parser.add_argument("--lb-hosts", type=int, default=2, help="HAProxy hosts per lab (2)")
     parser.add_argument("--connections", type=int, default=16,
                         help="wrk keep-alive connections, split over the HAProxy hosts (16)")
@@ -1029,8 +1038,10 @@ def main(argv=None):
         parser.error("--sizes in 1..20, --runs in 1..20")
     if not args.strategies or any(s not in STRATEGIES for s in args.strategies):
         parser.error("--strategies: some of %s" % ", ".join(STRATEGIES))
-    if not all(re.match(r"^([1-9][0-9]?%|100%|[1-9][0-9]*)$", s) for s in args.large_serials):
-        parser.error("--large-serials: numbers or percentages, e.g. 50%,25%")
+    one = r"([1-9][0-9]?%|100%|[1-9][0-9]*)"
+    if not all(re.match(r"^%s(\+%s)*$" % (one, one), s) for s in args.large_serials):
+        parser.error("--large-serials: numbers or percentages, or batches joined by + (1+100%%: "
+                     "Ansible's serial [1, \"100%%\"], the canary then the rest), e.g. 50%%,1+100%%")
     if not 1 <= args.lb_hosts <= 4 or not 1 <= args.connections <= 256:
         parser.error("--lb-hosts in 1..4, --connections in 1..256")
     if args.connections < args.lb_hosts:
