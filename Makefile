@@ -189,7 +189,8 @@ lab-down: venv
 # the step timeline and `requests: N, failed: F`, draws .tmp/demo/deploy.svg.
 demo: lab-up
 	@$(BIN)/python tests/lab/demo.py --name $(LAB_NAME) $(if $(RELEASE),--release $(RELEASE)) \
-	  $(if $(STARTUP),--startup-delay $(STARTUP))
+	  $(if $(STARTUP),--startup-delay $(STARTUP)) $(if $(BAKE),--bake $(BAKE)) \
+	  $(if $(SERIAL),--serial $(SERIAL))
 
 # The rolling deploy alone, against the running lab: point your own load generator at LB_URL.
 # CORE=2.15|2.19|2.21: from a controller with that ansible-core instead of .venv's (it prints its

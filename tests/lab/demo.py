@@ -283,7 +283,8 @@ def analyse(result):
                          "to": rec.get("release"),
                          "clone_lifetime": _float(rec.get("clone_lifetime")),
                          "steps": rec.get("steps", []), "marks": rec.get("marks", []),
-                         "failure": rec.get("failure") or None}
+                         "failure": rec.get("failure") or None,
+                         "canary": rec.get("canary") or None}
                   for host, rec in result["records"].items()},
     }
 
@@ -321,6 +322,9 @@ def print_report(lab, figures, out=sys.stdout):
         say("  %-6s %-15s %8s %8.2f   %s %s -> %s, clone lifetime %s s" % (
             host, "total", "", total, info["outcome"], info["from"], info["to"],
             "-" if info["clone_lifetime"] is None else "%.2f" % info["clone_lifetime"]))
+        if info["canary"]:
+            say("  %-6s canary: %s after a %s s bake: %s" % (
+                host, info["canary"]["verdict"], info["canary"]["seconds"], info["canary"]["message"]))
         if info["failure"]:
             say("  %-6s failure: %s" % (host, json.dumps(info["failure"])))
     say()
@@ -378,6 +382,11 @@ def chart(lab, result, figures, path):
     failed = figures["failed"]
     title = "Rolling deploy to %s: %d requests, %d failed" % (
         figures["release"], figures["requests"], failed)
+    # The bake shows as the canary's marks `bake` .. `cleanup` (or `rollback`); its verdict here.
+    for host, info in sorted(figures["hosts"].items()):
+        if info["canary"]:
+            title += "; canary %s %s: %s" % (host, info["canary"]["verdict"],
+                                             info["canary"]["message"])
     subtitle = ("lab %s: %d app host(s) behind %s; playbook %.1f s; min UP servers %s; "
                 "p99 before %s ms, during %s ms" % (
                     lab.name, len(lab.app_hosts), ", ".join(lab.lb_hosts), figures["wall_s"],
@@ -410,8 +419,14 @@ def slow_start_vars(delay):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--name", default="lab", help="lab name (default lab)")
-    parser.add_argument("--release", help="v1, v2, v3, broken or crash (default: v2, or the next "
-                                          "release when every host serves v2 already)")
+    parser.add_argument("--release", help="v1, v2, v3, broken, crash, flaky or slow (default: v2, "
+                                          "or the next release when every host serves v2 already)")
+    parser.add_argument("--bake", type=int, default=0,
+                        help="seconds the first batch bakes, judged by HAProxy's counters "
+                             "(hitless_bake; docs/canary.md)")
+    parser.add_argument("--serial", default=None,
+                        help="hosts per batch (hitless_serial): a number, a percentage, or batches "
+                             "joined by + (1+100%%: the canary, then the rest at once)")
     parser.add_argument("--out", default=os.path.join(REPO, ".tmp", "demo"),
                         help="directory for deploy.svg and the raw results")
     parser.add_argument("--before", type=float, default=5.0,
@@ -423,7 +438,7 @@ def main(argv=None):
                              "start; the deploy's timeouts are raised to match"
                              % DEPLOY_VARS["rolling_environment"]["STARTUP_DELAY"])
     args = parser.parse_args(argv)
-    releases = CYCLE + ("broken", "crash")
+    releases = CYCLE + ("broken", "crash", "flaky", "slow")
     if args.release and args.release not in releases:
         parser.error("--release %s: one of %s" % (args.release, ", ".join(releases)))
     if not 0 <= args.before <= 30:
@@ -440,6 +455,11 @@ def main(argv=None):
         if all(r == release for r in serving.values()):
             print("note: every app host serves %s already, so the deploy swaps nothing" % release)
         extra, timeout = slow_start_vars(args.startup_delay)
+        if args.bake:
+            extra["hitless_bake"] = args.bake
+            timeout += args.bake
+        if args.serial:
+            extra["hitless_serial"] = [int(p) if p.isdigit() else p for p in args.serial.split("+")]
         result = run_deploy(lab, release, args.out, extra_vars=extra, before_s=args.before,
                             rate=args.rate, timeout=timeout)
         figures = analyse(result)
