@@ -28,6 +28,10 @@ from ansible_collections.hitless.deploy.plugins.module_utils._release_files impo
 
 RECORD = ".hitless-release.json"
 BAD_DIR = os.path.join(".hitless", "bad")
+# One empty file per release, its mtime the last time the release was made current: pruning
+# keeps the releases served most recently, whatever their names (v2+DIGEST variants sort by
+# digest, git hashes at random).
+SERVED_DIR = os.path.join(".hitless", "served")
 PIN_DIR = "/run/systemd/system"
 PIN_FILE = "hitless-pin.conf"
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
@@ -109,12 +113,16 @@ class Layout(object):
         self.current = os.path.join(self.root, "current")
         self.previous = os.path.join(self.root, "previous")
         self.bad = os.path.join(self.root, BAD_DIR)
+        self.served = os.path.join(self.root, SERVED_DIR)
 
     def release(self, name):
         return os.path.join(self.releases, name)
 
     def bad_mark(self, name):
         return os.path.join(self.bad, name)
+
+    def served_mark(self, name):
+        return os.path.join(self.served, name)
 
     def has_release(self, name):
         path = self.release(name)
@@ -838,12 +846,40 @@ def apply_release(layout, name, release, how, src, files, config_digest, shared,
     return True, [f[0] for f in files]
 
 
+def mark_served(layout, name):
+    os.makedirs(layout.served, mode=0o755, exist_ok=True)
+    with open(layout.served_mark(name), "a"):
+        pass
+    os.utime(layout.served_mark(name), None)
+
+
+def recency(layout, name):
+    """Sort key of a release for pruning: when it was last made current, or else created (its
+    record, else its directory's mtime); then its name."""
+    times = []
+    try:
+        times.append(os.stat(layout.served_mark(name)).st_mtime)
+    except OSError:
+        pass
+    created = read_record(layout.release(name)).get("created")
+    try:
+        times.append(datetime.datetime.fromisoformat(created).timestamp())
+    except (TypeError, ValueError):
+        try:
+            times.append(os.stat(layout.release(name)).st_mtime)
+        except OSError:
+            pass
+    return (max(times or [0.0]), natural_key(name))
+
+
 def switch(layout, target, plan, check_mode, move_previous):
     old = plan["current"]
     if old == target:
         return False
     old_is_release = bool(old) and "/" not in old and layout.has_release(old)
     if not check_mode:
+        # Marked before the link moves: a release that served has its mark, even if interrupted.
+        mark_served(layout, target)
         atomic_link(layout.current, "releases/" + target)
         if move_previous and old_is_release:
             atomic_link(layout.previous, "releases/" + old)
@@ -864,19 +900,28 @@ def remove(layout, name, plan, pins, check_mode):
         raise ReleaseError("release %s is %s; not removing it" % (name, in_use), "name")
     if not check_mode:
         _delete(path)
+        _unmark_served(layout, name)
     plan["releases"].remove(name)
     return True
 
 
 def prune(layout, keep, plan, pins, name, check_mode):
-    ordered = sorted(plan["releases"], key=natural_key)
+    ordered = sorted(plan["releases"], key=lambda release: recency(layout, release))
     protected = set(ordered[-keep:]) | set([plan["current"], plan["previous"], name]) | set(pins)
     victims = [r for r in ordered if r not in protected]
     for victim in victims:
         if not check_mode:
             _delete(layout.release(victim))
+            _unmark_served(layout, victim)
         plan["releases"].remove(victim)
     return victims
+
+
+def _unmark_served(layout, name):
+    try:
+        os.unlink(layout.served_mark(name))
+    except FileNotFoundError:
+        pass
 
 
 def run(params, check_mode):

@@ -102,9 +102,12 @@ options:
     default: present
   keep:
     description:
-      - When greater than 0, after the action remove all releases but the O(keep) newest by natural
-        name order (V(v9) before V(v10)). The current, the previous, pinned releases and O(name)
-        are always kept in addition.
+      - When greater than 0, after the action remove all releases but the O(keep) that were made
+        current most recently (a release never made current counts from its creation). Names
+        do not matter, which suits git hashes and C(NAME+DIGEST) variants. The current, the
+        previous, pinned releases and O(name) are always kept in addition.
+      - Each time this module makes a release current, it touches
+        C(ROOT/.hitless/served/RELEASE); the file's mtime is when the release last served.
       - V(0) never prunes.
     type: int
     default: 0

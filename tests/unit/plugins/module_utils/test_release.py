@@ -438,7 +438,7 @@ def test_absent_refusals(world):
     assert sorted(os.listdir(world.root / "releases")) == ["v2", "v3"]
 
 
-def test_prune_keeps_newest_current_previous_and_pinned(world):
+def test_prune_keeps_the_most_recently_served_current_previous_and_pinned(world):
     for v in ("v1", "v2", "v3", "v10"):
         world(name=v, src=v, state="present")
     world(name="v2", state="current")
@@ -446,12 +446,26 @@ def test_prune_keeps_newest_current_previous_and_pinned(world):
     (world.pins / "demo@8081.service.d").mkdir()
     (world.pins / "demo@8081.service.d" / R.PIN_FILE).write_text(
         "[Service]\nWorkingDirectory=%s\n" % (world.root / "releases" / "v3"))
-    res = world(check=True, state="rollback", name="v1", keep=1)
-    assert res["pruned"] == [] and not res["changed"]  # v10 newest, v1 current, v2 previous, v3 pinned
+    # v10, last by name, was staged before v2 and v1 served, and never served itself.
+    res = world(check=True, state="rollback", name="v1", keep=2)
+    assert res["pruned"] == ["v10"] and res["changed"]
     (world.pins / "demo@8081.service.d" / R.PIN_FILE).unlink()
-    res = _apply_twice(world, state="rollback", name="v1", keep=1)
-    assert res["pruned"] == ["v3"]
-    assert sorted(os.listdir(world.root / "releases"), key=R.natural_key) == ["v1", "v2", "v10"]
+    res = _apply_twice(world, state="rollback", name="v1", keep=2)
+    assert res["pruned"] == ["v3", "v10"]
+    assert sorted(os.listdir(world.root / "releases"), key=R.natural_key) == ["v1", "v2"]
+    assert sorted(os.listdir(world.root / ".hitless" / "served")) == ["v1", "v2"]
+
+
+def test_prune_order_is_when_served_not_the_name(world):
+    # Git hashes and NAME+DIGEST variants: names say nothing of age.
+    for name in ("zz9", "c3", "a1", "b2"):
+        world(name=name, src="v1", state="current")
+    res = _apply_twice(world, state="rollback", name="b2", keep=3)
+    assert res["pruned"] == ["zz9"]
+    # Served again, an old release counts as recent.
+    world(name="c3", state="current")
+    world(name="b2", state="current")
+    assert world(state="rollback", name="b2", keep=2)["pruned"] == ["a1"]
 
 
 def test_failed_unpack_leaves_nothing(world):
