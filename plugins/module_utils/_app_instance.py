@@ -14,6 +14,7 @@ import socket
 import time
 
 from ansible_collections.hitless.deploy.plugins.module_utils import _listeners
+from ansible_collections.hitless.deploy.plugins.module_utils._atomic import write_file
 from ansible_collections.hitless.deploy.plugins.module_utils._deadline import Deadline, Retry, TimedOut, retry_until
 from ansible_collections.hitless.deploy.plugins.module_utils._pin import (  # noqa: F401 (re-exported)
     DROP_IN, RUNTIME_DIR, drop_in_content, pinned_to, unsafe_path)
@@ -140,11 +141,7 @@ def read_file(path):
 
 def write_drop_in(path, content):
     os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-    tmp = "%s.tmp-%d" % (path, os.getpid())
-    with open(tmp, "w") as f:
-        f.write(content)
-    os.chmod(tmp, 0o644)
-    os.rename(tmp, path)
+    write_file(path, content)
 
 
 def remove_drop_in(path):

@@ -23,6 +23,7 @@ import time
 import uuid
 import zipfile
 
+from ansible_collections.hitless.deploy.plugins.module_utils._atomic import write_file
 from ansible_collections.hitless.deploy.plugins.module_utils._release_files import (
     check_files, content_differs, files_digest, write_files)
 
@@ -241,7 +242,7 @@ def read_record(release_dir):
 
 
 def write_record(release_dir, record, uid=-1, gid=-1):
-    """Replace the record by a rename; an existing record's owner and mode are kept."""
+    """Replace the record whole; an existing record's owner and mode are kept."""
     path = os.path.join(release_dir, RECORD)
     mode = 0o644
     try:
@@ -249,19 +250,7 @@ def write_record(release_dir, record, uid=-1, gid=-1):
         mode, uid, gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
     except FileNotFoundError:
         pass
-    tmp = os.path.join(release_dir, ".%s.tmp-%s" % (RECORD, _random()))
-    try:
-        with open(tmp, "x") as f:
-            json.dump(record, f, sort_keys=True)
-            f.write("\n")
-        os.chmod(tmp, mode)
-        if uid != -1 or gid != -1:
-            os.lchown(tmp, uid, gid)
-        os.rename(tmp, path)
-    except BaseException:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        raise
+    write_file(path, json.dumps(record, sort_keys=True) + "\n", mode, uid, gid)
 
 
 # --- archive members -------------------------------------------------------------------------

@@ -13,7 +13,8 @@ import hashlib
 import os
 import posixpath
 import stat
-import tempfile
+
+from ansible_collections.hitless.deploy.plugins.module_utils._atomic import write_file
 
 DEFAULT_MODE = "0640"
 DIGEST_LENGTH = 8
@@ -140,20 +141,7 @@ def _make_parents(release_dir, path, uid, gid):
 
 
 def _write(dest, data, mode, uid, gid):
-    parent = os.path.dirname(dest)
-    fd, tmp = tempfile.mkstemp(prefix=".hitless-", dir=parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), mode)
-            os.fchown(handle.fileno(), uid, gid)
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.rename(tmp, dest)
-    except BaseException:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        raise
+    write_file(dest, data, mode, uid, gid)
 
 
 def write_files(release_dir, files, uid, gid, check_mode):

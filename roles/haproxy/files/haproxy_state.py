@@ -25,12 +25,12 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import _haproxy_runtime as rt  # noqa: E402  (installed beside this file)
+import _atomic as atomic  # noqa: E402  (installed beside this file, as is the client)
+import _haproxy_runtime as rt  # noqa: E402
 
 DEFAULT_TIMEOUT = 3.0
 
@@ -51,19 +51,7 @@ def read_servers(path):
 
 
 def write_atomically(path, text):
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".server-state.", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o640)
-        os.rename(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic.write_file(path, text, mode=0o640)
 
 
 def save(client, state_file, servers_file):

@@ -61,6 +61,7 @@ def install_tools(lib_dir):
     """Lay the state saver out as the role does: the CLI beside the collection's client."""
     os.makedirs(lib_dir, exist_ok=True)
     shutil.copy(RUNTIME, os.path.join(lib_dir, "_haproxy_runtime.py"))
+    shutil.copy(os.path.join(os.path.dirname(RUNTIME), "_atomic.py"), os.path.join(lib_dir, "_atomic.py"))
     shutil.copy(CLI, os.path.join(lib_dir, "haproxy_state.py"))
     os.chmod(os.path.join(lib_dir, "haproxy_state.py"), 0o755)
     return os.path.join(lib_dir, "haproxy_state.py")

@@ -120,7 +120,9 @@ def test_tasks_install_the_runtime_client_from_the_collection():
     tasks = yaml.safe_load(open(os.path.join(role.ROLE, "tasks", "main.yml")))
     copies = [t["ansible.builtin.copy"] for t in tasks if "ansible.builtin.copy" in t]
     src = [c["src"] for c in copies if "src" in c]
-    assert "{{ role_path }}/../../plugins/module_utils/_haproxy_runtime.py" in src
+    assert "{{ role_path }}/../../plugins/module_utils/{{ item }}" in src
+    (shipped,) = [t["loop"] for t in tasks if t.get("ansible.builtin.copy", {}).get("src", "").endswith("{{ item }}")]
+    assert shipped == ["_haproxy_runtime.py", "_atomic.py"]
     assert "haproxy_state.py" in src
     # role_path/../.. is the collection root, in the repository as once installed.
     assert os.path.samefile(os.path.join(role.ROLE, "..", "..", "plugins", "module_utils",
@@ -149,6 +151,9 @@ def test_shipped_files_need_nothing_but_the_stdlib(tmp_path):
     imports = set(re.findall(r"^(?:from|import) (\w+)", source, re.M))
     assert imports <= {"__future__", "csv", "errno", "ipaddress", "os", "re", "socket", "stat",
                        "time"}
+    atomic = open(os.path.join(os.path.dirname(role.RUNTIME), "_atomic.py")).read()
+    atomic_imports = set(re.findall(r"^(?:from|import) (\w+)", atomic, re.M))
+    assert atomic_imports <= {"__future__", "json", "os", "tempfile"}
 
 
 def test_argument_specs_document_the_new_variables():
