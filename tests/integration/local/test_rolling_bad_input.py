@@ -53,6 +53,11 @@ def run_role(tmp_path, variables):
     ({"rolling_haproxy_hosts": ["lb1"]},
      ["Set rolling_release_src", "rolling_release_url", "rolling_release_name"],
      ["rolling_haproxy_hosts", "rolling_clone_port"]),
+    ({"rolling_haproxy_hosts": ["lb1"], "rolling_release_name": "v2",
+      "rolling_hooks": {"after_upgrade": "/x.yml", "before_rout_back": "/y.yml"}},
+     ["rolling_hooks names no phase with before_rout_back (hooks are before_ or after_ one of "
+      "preflight, prepare, clone, route_to_clone, upgrade, post_start, route_back, bake, cleanup)"],
+     ["after_upgrade", "rolling_clone_port"]),
 ])
 def test_bad_variables_are_named_and_nothing_is_read(tmp_path, variables, named, not_named):
     names, message = run_role(tmp_path, variables)
