@@ -1,7 +1,8 @@
 """Fleets under load: the canary gate, and batches that swap as one.
 
-Its own lab, ``itest-fleet``: two HAProxy hosts in front of three app hosts, so the canary's
-figures are summed over two HAProxy hosts and judged against two peers. Deploys use
+Its own lab, ``itest-fleet``: one HAProxy host in front of three app hosts, so the canary is
+judged against two peers and a batch after it has two hosts (the sums over several HAProxy
+hosts are unit-tested, tests/unit/plugins/module_utils/test_canary.py). Deploys use
 ``hitless_serial: [1, "100%"]`` (the canary, then every other host at once) and a bake of
 BAKE seconds. Each test starts from whatever good release serves (no test depends on another).
 """
@@ -29,7 +30,7 @@ CANARY = "app1"
 def clab():
     if os.geteuid() != 0:
         pytest.skip("the lab needs root (overlay mounts, bridges, systemd-nspawn)")
-    with booted_lab("itest-fleet", "--lb-hosts", "2", "--app-hosts", "3") as booted:
+    with booted_lab("itest-fleet", "--app-hosts", "3") as booted:
         yield booted
 
 
@@ -104,6 +105,8 @@ def test_a_bad_release_is_caught_in_the_bake_rolled_back_and_marked(clab, tmp_pa
     (mark,) = [m for m in marks if m.split("+")[0] == bad]
     evidence = json.loads(sh(clab, CANARY, "cat %s/.hitless/bad/%s" % (ROOT, mark)))
     assert evidence["step"] == "bake" and re.search(figure, evidence["canary"]["message"]), evidence
+    if bad != "flaky":
+        return
     # The mark refuses the release before anything changes, on every host.
     (tmp_path / "again").mkdir()
     again = deploy(clab, tmp_path / "again", release=bad)
