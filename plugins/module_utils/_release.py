@@ -895,7 +895,12 @@ def remove(layout, name, plan, pins, check_mode):
 
 
 def prune(layout, keep, plan, pins, name, check_mode):
-    ordered = sorted(plan["releases"], key=lambda release: recency(layout, release))
+    def key(release):
+        # The release current after this run served last, also in check mode (no mark yet).
+        if release == plan["current"]:
+            return (float("inf"), natural_key(release))
+        return recency(layout, release)
+    ordered = sorted(plan["releases"], key=key)
     protected = set(ordered[-keep:]) | set([plan["current"], plan["previous"], name]) | set(pins)
     victims = [r for r in ordered if r not in protected]
     for victim in victims:

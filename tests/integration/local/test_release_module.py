@@ -139,7 +139,7 @@ def test_deploy_switch_rollback_prune(tmp_path, archives):
 
     for v in ("v3", "v9"):
         assert release(root, name=v, src=archives[v]).changed
-    # newest two by natural sort are v9, v10 (not v3, v9); v1 current and previous; v2 goes, v3 goes
+    # kept: v10 (current, so served last) and v9 (made last); v1 is previous; v2 and v3 go
     res = converge(root, name="v10", src=archives["v10"], state="current", keep=2)
     assert res["pruned"] == ["v2", "v3"]
     assert (res["current"], res["previous"]) == ("v10", "v1")
