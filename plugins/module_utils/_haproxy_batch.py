@@ -36,6 +36,11 @@ from ansible_collections.hitless.deploy.plugins.module_utils._haproxy_server imp
 
 # What pass 1 does for each state: absent deletes only once idle, so it first goes to maint.
 FIRST_PASS_STATE = {"absent": "maint"}
+# A reload whose saver read the state before a server left traffic, and whose new worker takes
+# over after the wait's last look, puts the server back as it was. One more look this long
+# after the waits sends it out again (seen in the lab: the new worker answered 50 ms after the
+# server went to maint, the wait had already seen the old worker idle).
+SETTLE_S = 1.0
 
 
 def _with(req, **changes):
@@ -96,6 +101,13 @@ class BatchRunner:
                 continue
             left = max(req.wait_timeout - (self.clock() - started), 0.0)
             results.append(_merge(first, self._one(_with(req, wait_timeout=left))))
+        leaving = [i for i, req in enumerate(self.requests)
+                   if req.state == "absent" and req.wait and not results[i]["failed"]]
+        if leaving:
+            self.sleep(SETTLE_S)
+            for i in leaving:
+                req = self.requests[i]
+                results[i] = _merge(results[i], self._one(_with(req, wait_timeout=req.wait_timeout)))
         return results
 
 

@@ -91,3 +91,22 @@ def test_one_backend_per_call():
     with pytest.raises(hs.ParamError) as err:
         batch(fake, [req(server="app1"), req(server="app1", backend="other")])
     assert err.value.param == "servers"
+
+
+def test_a_clone_put_back_by_a_reload_after_the_wait_is_sent_out_again():
+    fake = FakeHAProxy([Srv("app1"), Srv("app1-clone")])
+    original_sleep = fake.sleep
+    restored = []
+
+    def sleep(seconds):
+        original_sleep(seconds)
+        # The reload's new worker loads the state saved before the clone left: ready again.
+        if not restored and fake.servers["app1-clone"].admin == "maint":
+            fake.servers["app1-clone"].admin = "ready"
+            restored.append(fake.now)
+    fake.sleep = sleep
+    (result,) = hb.run_batch(fake, [req(server="app1-clone", state="absent", wait_timeout=3.0)],
+                             clock=fake.clock, sleep=fake.sleep)
+    assert restored and result["failed"] is False
+    assert fake.servers["app1-clone"].admin == "maint"
+    assert result["commands"].count("set server be/app1-clone state maint") == 2
