@@ -79,8 +79,8 @@ def test_a_good_release_passes_the_bake_then_the_rest_swaps_at_once(clab, tmp_pa
     ("slow", r"response time \d+ ms on app1, peers \d+ ms, limit \d+ ms",
      {"rolling_bake_min_responses": 20}),
 ], ids=["flaky", "slow"])
-def test_a_bad_release_is_caught_in_the_bake_rolled_back_and_marked(clab, tmp_path, bad, figure,
-                                                                     settings):
+def test_a_bad_release_is_caught_in_the_bake_rolled_back_and_marked(
+        clab, tmp_path, bad, figure, settings):
     old = serving(clab)
     apps = clab.groups["app"]
     result = deploy(clab, tmp_path, release=bad, extra_vars=dict(FLEET, **settings))
