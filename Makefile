@@ -34,7 +34,7 @@ LAB_LB_SUITE ?= $(LAB_SUITE)
 APT_PACKAGES := systemd-container debootstrap haproxy iproute2 openssh-client python3-venv
 
 .PHONY: help deps apt venv collection releases unit integration integration-local \
-	integration-lab molecule lint sanity docs-check build galaxy-check ee-check test demo deploy lab-up lab-down clean bench
+	integration-lab molecule lint sanity docs-check build galaxy-check ee-check test demo deploy lab-up lab-down clean bench bench-venv cpu-budget
 
 help:
 	@echo "make demo       boot the lab, deploy the next release under load, draw the result"
@@ -47,6 +47,7 @@ help:
 	@echo "make lab-down   tear the lab down, leaving nothing behind"
 	@echo "make bench      naive vs community.general vs rolling under load (BENCH_SIZES=1,2,10 BENCH_RUNS=3),"
 	@echo "                results in docs/benchmarks.md and docs/img/bench-*.svg"
+	@echo "make cpu-budget where one host's deploy spends its CPU (MITOGEN=1: through mitogen)"
 
 deps: apt venv collection releases
 
@@ -230,19 +231,31 @@ BENCH_STARTUP ?=
 BENCH_SERIALS ?= 50%,25%,1+100%
 BENCH_VENV := $(TMP)/bench-venv
 
-bench: deps
-	@command -v wrk > /dev/null || { apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk; }
+bench-venv: deps
 	@test -f $(BENCH_VENV)/.stamp -a $(BENCH_VENV)/.stamp -nt benchmarks/requirements-bench.txt || { \
 	  $(PYTHON) -m venv $(BENCH_VENV) && \
 	  $(BENCH_VENV)/bin/pip install -q --disable-pip-version-check -r benchmarks/requirements-bench.txt && \
 	  touch $(BENCH_VENV)/.stamp; }
+
+bench: bench-venv
+	@command -v wrk > /dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk; }
 	@$(BIN)/python benchmarks/fleet_benchmark.py --sizes $(BENCH_SIZES) --runs $(BENCH_RUNS) \
 	  --large-serials $(BENCH_SERIALS) --bench-venv $(BENCH_VENV) \
 	  $(if $(BENCH_STARTUP),--startup-delay $(BENCH_STARTUP)) && status=0 || status=$$?; \
 	test -e $(TMP)/bench/fleet-latest.json && \
 	  $(BENCH_VENV)/bin/python benchmarks/fleet_benchmark.py --report $(TMP)/bench/fleet-latest.json; \
 	exit $$status
+
+# Where one host's deploy spends its CPU (benchmarks/cpu_budget.py, lab benchcpu booted and torn
+# down by the script); CPU_HOSTS=N deploys N app hosts as a fleet ([1, "100%"]); MITOGEN=1 runs
+# Ansible through mitogen's strategy, from the bench venv.
+CPU_DEPLOYS ?= 4
+CPU_HOSTS ?= 1
+MITOGEN ?=
+cpu-budget: bench-venv
+	$(BENCH_VENV)/bin/python benchmarks/cpu_budget.py --deploys $(CPU_DEPLOYS) --app-hosts $(CPU_HOSTS) \
+	  $(if $(MITOGEN),--mitogen)
 
 clean: lab-down
 	rm -rf $(TMP)

@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """Where a rolling deploy's CPU goes, and what that means for a batch of hosts on this machine.
 
-    benchmarks/cpu_budget.py [--deploys 4] [--calls 10] [--lab NAME]
+    benchmarks/cpu_budget.py [--deploys 4] [--calls 10] [--lab NAME] [--app-hosts N] [--mitogen]
 
-Boots the lab ``benchcpu`` (one LB host, one app host; or uses the running lab NAME, left up),
-then, with no load:
+Boots the lab ``benchcpu`` (one LB host, ``--app-hosts`` app hosts, default 1; or uses the running
+lab NAME, left up), then, with no load:
 
 - runs ``--calls`` ad-hoc calls of ``ansible.builtin.ping`` (a module: AnsiballZ, Python) and of
   ``ansible.builtin.raw`` (a shell command, no Python) against the app host, and reports the CPU
@@ -12,12 +12,17 @@ then, with no load:
 - runs ``--deploys`` rolling deploys of one app host (v2, v3, v2, ...) with the timing callback,
   and reports per deploy: wall time, CPU seconds on the controller (ansible-playbook and every
   process it started), on the app host and on the LB host, and how many tasks ran, how many were
-  skipped and how many ran a module on a host (remote calls) per app host.
+  skipped and how many ran a module on a host (remote calls) per app host. With several app
+  hosts the deploy is a fleet's: ``hitless_serial: [1, "100%"]``, the first host then the others
+  at once, and one host's share is the whole deploy's CPU divided by the app hosts (what a fleet
+  shares, the playbook's start and the HAProxy calls of a batch, is spread over its hosts).
 
 CPU seconds of a lab host are summed over its processes (user + system, with what its reaped
 children used), read from /proc before and after; the lab hosts are containers of this
 machine, so their CPU is this machine's. The last lines divide the CPU of one host's deploy by
 the cores: the least wall time a batch of hosts deployed at once can take here, before any wait.
+With ``--mitogen``, Ansible runs every call through mitogen's strategy (``mitogen_linear``; the
+``mitogen`` package must be installed beside ansible-core, as in ``make cpu-budget MITOGEN=1``).
 A benchmark, not a test: nothing asserts on a figure; the exit status says whether every deploy
 succeeded. Figures go to ``.tmp/bench/cpu-<time>.json``.
 """
@@ -87,7 +92,19 @@ def measured(lab_name, argv, env, log_path, timeout=300):
             {h: after_hosts[h] - before_hosts.get(h, 0.0) for h in after_hosts})
 
 
-def call_costs(lab, calls, workdir):
+def mitogen_env():
+    """The settings that make Ansible run through mitogen, from the installed package."""
+    try:
+        import ansible_mitogen  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        raise demo.DemoError("--mitogen: the mitogen package is not installed for %s "
+                             "(make cpu-budget MITOGEN=1 installs it)" % sys.executable)
+    return {"ANSIBLE_STRATEGY_PLUGINS": os.path.join(os.path.dirname(ansible_mitogen.__file__),
+                                                     "plugins", "strategy"),
+            "ANSIBLE_STRATEGY": "mitogen_linear"}
+
+
+def call_costs(lab, calls, workdir, extra_env):
     """CPU per ad-hoc call of a Python module and of a raw command on the first app host."""
     host = lab.app_hosts[0]
     costs = {}
@@ -97,7 +114,7 @@ def call_costs(lab, calls, workdir):
         for index in range(calls):
             rc, _wall, cpu, hosts = measured(
                 lab.name, [os.path.join(demo.BIN, "ansible"), "-i", lab.inventory, host] + args,
-                demo.ansible_env(), os.path.join(workdir, "call-%d.log" % index), timeout=60)
+                demo.ansible_env(extra_env), os.path.join(workdir, "call-%d.log" % index), timeout=60)
             if rc != 0:
                 raise demo.DemoError("%s on %s failed (exit %d), see %s" % (name, host, rc, workdir))
             controller += cpu
@@ -117,13 +134,15 @@ def task_counts(events, host):
     }
 
 
-def deploys(lab, count, workdir):
+def deploys(lab, count, workdir, extra_env):
+    fleet = {"hitless_serial": [1, "100%"]} if len(lab.app_hosts) > 1 else {}
     rows = []
     for index in range(count):
         release = RELEASES[index % len(RELEASES)]
         timing = os.path.join(workdir, "timing-%d.jsonl" % index)
-        env = demo.ansible_env(dict(TIMING_ENV, HITLESS_TIMING_FILE=timing))
-        variables = dict(demo.DEPLOY_VARS, hitless_release_src=os.path.join(demo.RELEASES, release + ".tar.gz"))
+        env = demo.ansible_env(dict(TIMING_ENV, HITLESS_TIMING_FILE=timing, **extra_env))
+        variables = dict(demo.DEPLOY_VARS, hitless_release_src=os.path.join(demo.RELEASES, release + ".tar.gz"),
+                         **fleet)
         argv = [os.path.join(demo.BIN, "ansible-playbook"), "-i", lab.inventory, demo.PLAYBOOK,
                 "-e", json.dumps(variables)]
         rc, wall, controller, hosts = measured(lab.name, argv, env,
@@ -147,19 +166,22 @@ def mean(values):
 def report(lab, costs, rows):
     ok = [r for r in rows if r["rc"] == 0]
     cores = os.cpu_count() or 1
-    per_host = mean(r["controller_s"] + sum(r["hosts_s"].values()) for r in ok)
+    per_host = mean(r["controller_s"] + sum(r["hosts_s"].values()) for r in ok) / len(lab.app_hosts)
     log()
     log("| call | controller CPU s | host CPU s |")
     log("| --- | ---: | ---: |")
     for name, cost in costs.items():
         log("| %s | %.3f | %.3f |" % (name, cost["controller_s"], cost["host_s"]))
     log()
-    log("| deploys | wall s | controller CPU s | app host CPU s | LB host CPU s | tasks (skipped) | remote calls |")
-    log("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    app, lbs = lab.app_hosts[0], lab.lb_hosts
-    log("| %d | %.2f | %.2f | %.2f | %.2f | %.0f (%.0f) | %.0f |" % (
-        len(ok), mean(r["wall_s"] for r in ok), mean(r["controller_s"] for r in ok),
-        mean(r["hosts_s"][app] for r in ok), mean(sum(r["hosts_s"][h] for h in lbs) for r in ok),
+    log("| app hosts | deploys | wall s | controller CPU s | app host CPU s | LB host CPU s | "
+        "tasks (skipped) | remote calls |")
+    log("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    apps, lbs = lab.app_hosts, lab.lb_hosts
+    # With several app hosts, every figure but the wall time is one host's share.
+    log("| %d | %d | %.2f | %.2f | %.2f | %.2f | %.0f (%.0f) | %.0f |" % (
+        len(apps), len(ok), mean(r["wall_s"] for r in ok), mean(r["controller_s"] for r in ok) / len(apps),
+        mean(sum(r["hosts_s"][h] for h in apps) for r in ok) / len(apps),
+        mean(sum(r["hosts_s"][h] for h in lbs) for r in ok) / len(apps),
         mean(r["tasks"] for r in ok), mean(r["skipped"] for r in ok), mean(r["remote_calls"] for r in ok)))
     log()
     log("One host's deploy uses %.1f CPU s in all; with %d cores, a batch of N hosts at once needs at "
@@ -175,6 +197,10 @@ def main(argv=None):
     parser.add_argument("--deploys", type=int, default=4)
     parser.add_argument("--calls", type=int, default=10)
     parser.add_argument("--lab", help="a running lab to use (left up); default: boot benchcpu")
+    parser.add_argument("--app-hosts", type=int, default=1,
+                        help="app hosts of the lab booted (default 1); more deploy as a fleet")
+    parser.add_argument("--mitogen", action="store_true",
+                        help="run Ansible through mitogen's strategy (mitogen_linear)")
     args = parser.parse_args(argv)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _on_signal)
@@ -185,14 +211,17 @@ def main(argv=None):
     booted = False
     try:
         if not args.lab:
-            lab_up(name, 1, workdir)
+            lab_up(name, args.app_hosts, workdir)
             booted = True
+        extra_env = mitogen_env() if args.mitogen else {}
         lab = demo.Lab(name)
-        costs = call_costs(lab, args.calls, workdir)
-        rows = deploys(lab, args.deploys, workdir)
+        costs = call_costs(lab, args.calls, workdir, extra_env)
+        rows = deploys(lab, args.deploys, workdir, extra_env)
         per_host = report(lab, costs, rows)
         with open(os.path.join(OUT, "cpu-%s.json" % stamp), "w") as handle:
             json.dump({"calls": costs, "deploys": rows, "cpu_per_host_deploy_s": per_host,
+                       "strategy": extra_env.get("ANSIBLE_STRATEGY", "linear"),
+                       "app_hosts": len(lab.app_hosts),
                        "cores": os.cpu_count(), "load_average": os.getloadavg()}, handle, indent=1)
         return 0 if rows and all(r["rc"] == 0 for r in rows) else 1
     except (demo.DemoError, Interrupted, subprocess.TimeoutExpired) as error:
