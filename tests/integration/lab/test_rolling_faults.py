@@ -131,6 +131,35 @@ def test_tags_repair_only_repairs(flab, tmp_path):
     assert set(result.by_version) == {old}, result.by_version
 
 
+def test_a_repair_acts_on_what_the_journal_recorded_not_on_this_runs_ports(flab, tmp_path):
+    """Killed while app1's clone serves on 8081; the re-run has another clone port (8083). The
+    repair still undoes what the journal says was touched (demo@8081, app1-clone at 8081), then
+    the deploy clones on 8083. Repairing on this run's ports would leave demo@8081 running."""
+    old = serving(flab)
+    new = NEXT[old]
+    apps = flab.groups["app"]
+    result = deploy_runs(flab, tmp_path, [
+        Run(release=new, triggers=[(on_app1("Drain the original"), kill_group)]),
+        Run(release=new, extra_vars={"rolling_clone_port": 8083}),
+    ])
+    killed, rerun = result.runs
+    assert killed.fired and killed.rc == -9, killed.output[-2000:]
+    assert rerun.rc == 0, result.tail(60)
+    assert result.failed == 0, result.failures[:5]
+    for lb, poller in result.pollers.items():
+        assert poller["errors"] == 0 and poller["min_up"] >= len(apps), (lb, poller["min_up"])
+    record = result.records["app1"]
+    assert record["repaired"].endswith("backward"), record
+    assert {"app1:8081", "app1:8083", "app2:8083"} <= set(result.by_instance), result.by_instance
+    assert "app2:8081" not in result.by_instance, result.by_instance
+    # Nothing left on either clone port (check_clean: only demo@8080 runs, no drop-in, journal
+    # closed, lock free, clone slots in maint).
+    check_clean(flab, new)
+    for host in apps:
+        assert sh(flab, host, "systemctl is-active demo@8083 || true") != "active", host
+    assert result.answered_after_end() == {(h, new) for h in apps}
+
+
 def stray(flab, status):
     """A foreign HTTP server on the clone port of app1, answering ``status`` on /health."""
     root = "/run/stray-%d" % status
