@@ -72,3 +72,15 @@ def test_bad_variables_are_named_and_nothing_is_read(tmp_path, variables, named,
     # Stopped before reading the host or taking the lock.
     assert "Read the journal, the links and who runs on the app ports" not in names, names
     assert not any(name.startswith("Take the deploy lock") for name in names), names
+
+
+def test_rolling_part_is_refused_naming_the_entry_points(tmp_path):
+    """A playbook written for the switch that chose a part (rolling_part: stage) would now run
+    the whole deploy in its first play: refused before the role reads or changes anything."""
+    names, message = run_role(tmp_path, {"rolling_part": "stage", "rolling_haproxy_hosts": ["lb1"],
+                                         "rolling_release_name": "v2"})
+    assert message.startswith("rolling_part (stage) was replaced by the role's entry points: "
+                              "import the role with tasks_from: stage, swap or finish"), message
+    assert names == ["Validating arguments against arg spec 'main' - Deploy one app host without "
+                     "dropping a request (clone, swap, upgrade, check, swap back)",
+                     "Refuse rolling_part, replaced by the entry points"], names
