@@ -1,12 +1,14 @@
 """The rolling deploy on the other shapes of a site, under load.
 
 Two labs, booted side by side for this module only:
-- ``itest-lb2``: two HAProxy hosts (lb1, lb2) in front of ONE app host (app1). Probes and
-  ``show stat`` pollers run against both LB hosts. (f) v1 -> v2: both LB hosts rewritten and
-  restored; then (b) v2 -> v3, the hard case where the clone is the only other server. (b)
-  builds on (f) and is skipped, naming it, when (f) did not pass.
+- ``itest-lb2``: two HAProxy hosts (lb1, lb2) in front of ONE app host (app1), the hard case
+  where the clone is the only other server. Probes and ``show stat`` pollers run against both
+  LB hosts.
 - ``itest-one`` (``--topology single``): HAProxy on the app host itself, the clone's server
-  added over loopback. (c) v1 -> v2.
+  added over loopback.
+
+Each test deploys the release after whichever serves (NEXT) and asserts against that, so none
+depends on another having run or passed.
 
 One failed request fails a test; so does one ``show stat`` sample with fewer UP servers than
 app hosts.
@@ -23,13 +25,7 @@ from _deploy import (Run, base_name, check_clean, check_under_load,  # noqa: E40
                      task_line)
 from _labs import SSH_DOWN, SSH_UP, booted_labs, guest_run  # noqa: E402
 
-DONE = set()
-
-
-def require(*steps):
-    missing = [step for step in steps if step not in DONE]
-    if missing:
-        pytest.skip("builds on the earlier test(s) %s, which did not pass" % ", ".join(missing))
+NEXT = {"v1": "v2", "v2": "v3", "v3": "v1"}
 
 
 @pytest.fixture(scope="module")
@@ -53,34 +49,26 @@ def check_deployed(lab, result, release, from_release):
     print(result.summary())
 
 
-def test_c_haproxy_on_the_app_host(labs, tmp_path):
+def test_haproxy_on_the_app_host_routes_to_the_clone_over_loopback(labs, tmp_path):
     lab = labs["single"]
     assert lab.groups == {"haproxy": ["app1"], "app": ["app1"]}
-    assert current_release(lab, "app1") == "v1"
-    result = deploy(lab, tmp_path, release="v2")
-    check_deployed(lab, result, "v2", "v1")
+    old = current_release(lab, "app1")
+    result = deploy(lab, tmp_path, release=NEXT[old])
+    check_deployed(lab, result, NEXT[old], old)
 
 
-def test_f_two_lb_hosts_both_rewritten_and_restored(labs, tmp_path):
+def test_one_app_host_behind_two_lb_hosts_the_clone_alone_serves_its_restart(labs, tmp_path):
     lab = labs["lb2"]
     assert lab.groups == {"haproxy": ["lb1", "lb2"], "app": ["app1"]}
-    assert current_release(lab, "app1") == "v1"
-    result = deploy(lab, tmp_path, release="v2")
+    old = current_release(lab, "app1")
+    new = NEXT[old]
+    result = deploy(lab, tmp_path, release=new)
     # Per LB host: no failed request, one server UP at every sample, the clone seen.
     assert sorted(result.pollers) == sorted(result.probes) == ["lb1", "lb2"]
-    check_deployed(lab, result, "v2", "v1")
-    DONE.add("f")
-
-
-def test_b_single_app_host_v2_to_v3(labs, tmp_path):
-    require("f")
-    lab = labs["lb2"]
-    result = deploy(lab, tmp_path, release="v3")
-    check_deployed(lab, result, "v3", "v2")
+    check_deployed(lab, result, new, old)
     # While the original restarted, the clone alone answered, with the release it stood in for.
-    assert result.versions_from("app1", 8081) == {"v2"}, result.by_instance
-    assert set(result.by_version) == {"v2", "v3"}, result.by_version
-    DONE.add("b")
+    assert result.versions_from("app1", 8081) == {old}, result.by_instance
+    assert set(result.by_version) == {old, new}, result.by_version
 
 
 def failure_message(result, host):
@@ -97,13 +85,13 @@ def ssh_up(lab, host):
     assert proc.returncode == 0, (proc.stdout, proc.stderr)
 
 
-def test_h_an_unreachable_lb_host_stops_the_deploy_in_preflight(labs, tmp_path):
-    require("b")
+def test_an_unreachable_lb_host_stops_the_deploy_in_preflight(labs, tmp_path):
     lab = labs["lb2"]
+    old = current_release(lab, "app1")
     before = host_state(lab, "app1")
     ssh_down(lab, "lb2")
     try:
-        result = deploy(lab, tmp_path, release="v1")
+        result = deploy(lab, tmp_path, release=NEXT[old])
     finally:
         ssh_up(lab, "lb2")
     assert result.rc != 0
@@ -112,19 +100,19 @@ def test_h_an_unreachable_lb_host_stops_the_deploy_in_preflight(labs, tmp_path):
     assert message.endswith("Nothing was changed."), message
     check_under_load(result, swapped=(), app_hosts=["app1"])
     assert host_state(lab, "app1") == before
-    check_clean(lab, "v3")
-    DONE.add("h")
+    check_clean(lab, old)
 
 
-def test_h_an_lb_host_lost_during_the_deploy_is_left_for_a_rerun(labs, tmp_path):
-    require("h")
+def test_an_lb_host_lost_during_the_deploy_is_left_for_a_rerun_that_repairs(labs, tmp_path):
     lab = labs["lb2"]
+    old = current_release(lab, "app1")
+    new = NEXT[old]
 
     def lose_lb2(proc):
         ssh_down(lab, "lb2")
     try:
         result = deploy_runs(lab, tmp_path, [
-            Run(release="v1", triggers=[(task_line("Drain the original"), lose_lb2)])])
+            Run(release=new, triggers=[(task_line("Drain the original"), lose_lb2)])])
     finally:
         ssh_up(lab, "lb2")
     assert result.runs[0].fired and result.rc != 0, result.tail()
@@ -135,13 +123,13 @@ def test_h_an_lb_host_lost_during_the_deploy_is_left_for_a_rerun(labs, tmp_path)
     # No request failed and app1 kept a server UP on both LB hosts: the clone stayed up for lb2.
     check_under_load(result, swapped=["app1"], app_hosts=["app1"])
     assert show_stat(lab, "lb1")[("demo", "app1")].startswith("UP")
-    assert current_release(lab, "app1") == "v3"
+    assert current_release(lab, "app1") == old
     # lb2 is back: a plain re-run repairs (lb2's backend, the clone, the journal, the lock)
     # and deploys.
     again_dir = tmp_path / "again"
     again_dir.mkdir()
-    again = deploy(lab, again_dir, release="v1")
+    again = deploy(lab, again_dir, release=new)
     assert again.rc == 0, again.tail()
     check_under_load(again, swapped=["app1"], app_hosts=["app1"])
-    check_clean(lab, "v1")
+    check_clean(lab, new)
     assert again.records["app1"]["repaired"], again.records["app1"]
