@@ -170,7 +170,10 @@ ee-check: build
 	grep -qx -- "- name: /build/collections/hitless-deploy-$$version.tar.gz" $(TMP)/ee/_build/requirements.yml && \
 	cmp $(TMP)/dist/hitless-deploy-$$version.tar.gz $(TMP)/ee/_build/collections/hitless-deploy-$$version.tar.gz || { \
 	  echo "ee-check: $(TMP)/ee does not install hitless-deploy-$$version.tar.gz with the tested ansible-core (execution-environment.yml)" >&2; exit 1; }
-	$(BIN)/ansible-builder introspect --sanitize $(TMP)/install | grep -q 'from collection hitless.deploy'
+	@# Into a file first: grep -q stops reading at the first match, and a pipe would then break
+	@# under the writer (BrokenPipeError, seen in CI under pipefail).
+	$(BIN)/ansible-builder introspect --sanitize $(TMP)/install > $(TMP)/ee/introspect.txt
+	grep -q 'from collection hitless.deploy' $(TMP)/ee/introspect.txt
 	@echo "ee-check: $(TMP)/ee/Containerfile installs the collection; build the image with ansible-builder build"
 
 test: deps

@@ -69,6 +69,7 @@ APP_HOSTS = 4
 DOCS = os.path.join(REPO, "docs", "awx")
 PROJECT = os.path.join(DOCS, "project")
 TASKS = os.path.join(REPO, "roles", "rolling", "tasks")
+ENTRY_POINTS = ("stage", "swap", "finish")  # playbooks/rolling.yml's plays, in order
 PHASES = ["preflight", "prepare", "clone", "route_to_clone", "upgrade", "post_start",
           "route_back", "cleanup"]
 TOKEN = "hitless-awx-test-token-%d" % os.getpid()
@@ -306,8 +307,8 @@ def _name_pattern(name, variables):
 
 def role_tasks(path=os.path.join(TASKS, "main.yml"), conditional=False, parents=(),
                variables=None):
-    """Every task the role's ``main.yml`` runs on the way of a deploy that goes well, read from
-    the task files: ``{"name", "pattern", "conditional", "run_once", "parents", "file"}``.
+    """Every task a task file of the role (default ``main.yml``; an entry point) runs on the way
+    of a deploy that goes well, read from the task files: ``{"name", "pattern", "conditional", "run_once", "parents", "file"}``.
     Imports are followed with their ``vars`` (their tasks are the job's: phase.yml's "Record the
     start of phase {{ rolling_phase }}" is one task for each step), includes are tasks and
     followed too (their tasks run only where the include ran: ``parents``), blocks with their
@@ -366,7 +367,8 @@ def check_events(job, hosts):
         return any(task["pattern"].fullmatch(name) for name in names)
 
     missing = []
-    tasks = role_tasks()
+    # The playbook runs the role's entry points, one play each.
+    tasks = [task for part in ENTRY_POINTS for task in role_tasks(os.path.join(TASKS, part + ".yml"))]
     for task in tasks:
         where = [h for h in hosts if all(ran(p, h, False) for p in task["parents"])]
         if task["run_once"]:
