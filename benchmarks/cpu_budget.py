@@ -2,6 +2,7 @@
 """Where a rolling deploy's CPU goes, and what that means for a batch of hosts on this machine.
 
     benchmarks/cpu_budget.py [--deploys 4] [--calls 10] [--lab NAME] [--app-hosts N] [--mitogen]
+                             [--no-trace]
 
 Boots the lab ``benchcpu`` (one LB host, ``--app-hosts`` app hosts, default 1; or uses the running
 lab NAME, left up), then, with no load:
@@ -17,6 +18,11 @@ lab NAME, left up), then, with no load:
   at once, and one host's share is the whole deploy's CPU divided by the app hosts (what a fleet
   shares, the playbook's start and the HAProxy calls of a batch, is spread over its hosts).
 
+Then, unless ``--no-trace``, one more deploy with the callback ``hitless_host_cpu``, which charges
+the hosts' CPU to the task that used it (sampled at every task's start), and a table of the
+costliest tasks on the hosts. That deploy is not in the figures above: the sampling costs the
+controller CPU of its own.
+
 CPU seconds of a lab host are summed over its processes (user + system, with what its reaped
 children used), read from /proc before and after; the lab hosts are containers of this
 machine, so their CPU is this machine's. The last lines divide the CPU of one host's deploy by
@@ -29,6 +35,7 @@ succeeded. Figures go to ``.tmp/bench/cpu-<time>.json``.
 import argparse
 import json
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -158,6 +165,54 @@ def deploys(lab, count, workdir, extra_env):
     return rows
 
 
+def traced_deploy(lab, index, workdir, extra_env):
+    """One more deploy with the hosts' CPU charged to each task; [(task, {host: CPU s})]."""
+    release = RELEASES[index % len(RELEASES)]
+    trace = os.path.join(workdir, "host-cpu-%d.json" % index)
+    enabled = ",".join(filter(None, (TIMING_ENV["ANSIBLE_CALLBACKS_ENABLED"], "hitless_host_cpu")))
+    env = demo.ansible_env(dict(TIMING_ENV, ANSIBLE_CALLBACKS_ENABLED=enabled,
+                                HITLESS_TIMING_FILE=os.path.join(workdir, "timing-traced.jsonl"),
+                                HITLESS_HOST_CPU_LAB=lab.name, HITLESS_HOST_CPU_FILE=trace,
+                                **extra_env))
+    fleet = {"hitless_serial": [1, "100%"]} if len(lab.app_hosts) > 1 else {}
+    variables = dict(demo.DEPLOY_VARS, hitless_release_src=os.path.join(demo.RELEASES, release + ".tar.gz"),
+                     **fleet)
+    argv = [os.path.join(demo.BIN, "ansible-playbook"), "-i", lab.inventory, demo.PLAYBOOK,
+            "-e", json.dumps(variables)]
+    rc, _wall, _controller, _hosts = measured(lab.name, argv, env,
+                                              os.path.join(workdir, "deploy-traced.log"))
+    if rc != 0:
+        raise demo.DemoError("the traced deploy failed (exit %d), see %s" % (rc, workdir))
+    with open(trace) as handle:
+        return [tuple(row) for row in json.load(handle)]
+
+
+def per_task(lab, trace, top=15):
+    """Rows (task, app host CPU s, LB host CPU s), one app host's share, costliest first; a
+    release's name in a task's name is shown as R, so that its tasks add up across releases."""
+    apps, lbs = lab.app_hosts, lab.lb_hosts
+    sums = {}
+    for task, hosts in trace:
+        name = re.sub(r"\bv\d+(\+[0-9a-f]+)?\b", "R", task)
+        app, lb = sums.get(name, (0.0, 0.0))
+        sums[name] = (app + sum(hosts.get(h, 0.0) for h in apps) / len(apps),
+                      lb + sum(hosts.get(h, 0.0) for h in lbs) / len(apps))
+    rows = sorted(((n, a, b) for n, (a, b) in sums.items()), key=lambda r: -(r[1] + r[2]))
+    shown, rest = rows[:top], rows[top:]
+    log()
+    log("Where the hosts' CPU went, one traced deploy (one app host's share, CPU s; the "
+        "%d costliest of %d tasks):" % (len(shown), len(rows)))
+    log()
+    log("| task | app host | LB host |")
+    log("| --- | ---: | ---: |")
+    for name, app, lb in shown:
+        log("| %s | %.2f | %.2f |" % (name, app, lb))
+    log("| the other %d tasks | %.2f | %.2f |" % (len(rest), sum(r[1] for r in rest),
+                                                 sum(r[2] for r in rest)))
+    log("| all | %.2f | %.2f |" % (sum(r[1] for r in rows), sum(r[2] for r in rows)))
+    return [{"task": n, "app_host_s": round(a, 3), "lb_host_s": round(b, 3)} for n, a, b in rows]
+
+
 def mean(values):
     values = list(values)
     return sum(values) / len(values) if values else 0.0
@@ -201,6 +256,8 @@ def main(argv=None):
                         help="app hosts of the lab booted (default 1); more deploy as a fleet")
     parser.add_argument("--mitogen", action="store_true",
                         help="run Ansible through mitogen's strategy (mitogen_linear)")
+    parser.add_argument("--no-trace", action="store_true",
+                        help="no extra deploy charging the hosts' CPU to each task")
     args = parser.parse_args(argv)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _on_signal)
@@ -218,8 +275,12 @@ def main(argv=None):
         costs = call_costs(lab, args.calls, workdir, extra_env)
         rows = deploys(lab, args.deploys, workdir, extra_env)
         per_host = report(lab, costs, rows)
+        tasks = None
+        if not args.no_trace:
+            tasks = per_task(lab, traced_deploy(lab, args.deploys, workdir, extra_env))
         with open(os.path.join(OUT, "cpu-%s.json" % stamp), "w") as handle:
             json.dump({"calls": costs, "deploys": rows, "cpu_per_host_deploy_s": per_host,
+                       "host_cpu_per_task": tasks,
                        "strategy": extra_env.get("ANSIBLE_STRATEGY", "linear"),
                        "app_hosts": len(lab.app_hosts),
                        "cores": os.cpu_count(), "load_average": os.getloadavg()}, handle, indent=1)
