@@ -207,8 +207,8 @@ def per_task(lab, trace, top=15):
     log("| --- | ---: | ---: |")
     for name, app, lb in shown:
         log("| %s | %.2f | %.2f |" % (name, app, lb))
-    log("| the other %d tasks | %.2f | %.2f |" % (len(rest), sum(r[1] for r in rest),
-                                                 sum(r[2] for r in rest)))
+    log("| the other %d tasks | %.2f | %.2f |"
+        % (len(rest), sum(r[1] for r in rest), sum(r[2] for r in rest)))
     log("| all | %.2f | %.2f |" % (sum(r[1] for r in rows), sum(r[2] for r in rows)))
     return [{"task": n, "app_host_s": round(a, 3), "lb_host_s": round(b, 3)} for n, a, b in rows]
 
