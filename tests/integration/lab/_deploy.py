@@ -229,6 +229,7 @@ def deploy_runs(lab, workdir, runs):
     """Run ``runs`` (:class:`Run`) one after another, all under the same probes and pollers;
     return a DeployResult whose rc and output are the last run's (``.runs`` has them all)."""
     workdir = str(workdir)
+    os.makedirs(workdir, exist_ok=True)
     report_dir = os.path.join(workdir, "records")
     stop_file = os.path.join(workdir, "stop")
     bound = sum(run.timeout for run in runs) + WARMUP_S + TAIL_S + 30
@@ -386,8 +387,9 @@ def check_clean(lab, release, app_hosts=None):
             assert servers.get((APP, host), "").startswith("UP"), (lb, host, servers)
 
 
-def check_under_load(result, swapped, app_hosts):
-    """Zero failed requests; capacity never below the app hosts; clones seen where swapped."""
+def check_under_load(result, swapped, app_hosts, clone_ports=(CLONE_PORT,)):
+    """Zero failed requests; capacity never below the app hosts; clones seen where swapped (on
+    any of ``clone_ports``: a repair may clear a clone on the port an interrupted run used)."""
     assert result.failed == 0, "%d failed of %d requests; first ones: %s" % (
         result.failed, result.requests, result.failures[:5])
     for lb, probe in result.probes.items():
@@ -406,5 +408,5 @@ def check_under_load(result, swapped, app_hosts):
                        for sample in poller["samples"])
             assert seen == (host in swapped), (lb, host, poller["servers_seen"])
     for host in app_hosts:
-        answered = "%s:%d" % (host, CLONE_PORT) in result.by_instance
+        answered = any("%s:%d" % (host, port) in result.by_instance for port in clone_ports)
         assert answered == (host in swapped), (host, result.by_instance)

@@ -24,23 +24,21 @@ A job's private data directory here, as AWX writes it:
   env/envvars, env/settings  collections path, SSH control path directory; the job timeout
 
 The release comes from an artifact repository (an HTTP server of this test that wants the
-token), as hitless_release_url and hitless_release_checksum. The tests build on each other IN
-THIS ORDER (the lab starts on v1, as tests/lab/site.yml leaves it):
+token), as hitless_release_url and hitless_release_checksum. Each test deploys the release after
+whichever serves (NEXT), so none depends on another having run or passed:
 
-  (a) one job, forks 4, serial 1: v1 -> v2. rc 0; the job events show every task of the role's
-      steps (read from roles/rolling/tasks) by name for every host; the artifacts (set_stats)
-      hold each host's record; the token is in no event and no output;
-  (b) slice 2 of 2 of a sliced job over the inventory as it is: lb1 sorts into slice 1, so
-      slice 2 has an empty haproxy group and stops in preflight, changing nothing;
-  (c) a sliced job of 2 slices started at once, the HAProxy host named by address in the job
-      template (hitless_rolling_haproxy_hosts) so both slices reach it: v2 -> v3 under one
-      probe. Both rc 0, one deploy lock shared by the two slices (awx_workflow_job_id), hosts
-      of both slices swapping at the same time (from the records' step times), UP servers never
-      below 4, no lock left; each time a host leaves the lock, every host of either slice not at
-      its cleanup yet is still listed in it. A hook holds app2 (slice 2) after its route back
-      until slice 1 is done, so slice 1 always finishes while slice 2 still works.
-
-A test whose prerequisite did not pass is skipped, naming it.
+- one job, forks 4, serial 1. rc 0; the job events show every task of the role's steps (read
+  from roles/rolling/tasks) by name for every host; the artifacts (set_stats) hold each host's
+  record; the token is in no event and no output;
+- slice 2 of 2 of a sliced job over the inventory as it is: lb1 sorts into slice 1, so slice 2
+  has an empty haproxy group and stops in preflight, changing nothing;
+- a sliced job of 2 slices started at once, the HAProxy host named by address in the job
+  template (hitless_rolling_haproxy_hosts) so both slices reach it, under one probe. Both rc 0,
+  one deploy lock shared by the two slices (awx_workflow_job_id), hosts of both slices swapping
+  at the same time (from the records' step times), UP servers never below 4, no lock left; each
+  time a host leaves the lock, every host of either slice not at its cleanup yet is still listed
+  in it. A hook holds app2 (slice 2) after its route back until slice 1 is done, so slice 1
+  always finishes while slice 2 still works.
 """
 import hashlib
 import json
@@ -92,18 +90,12 @@ HOLD_HOOK = """---
   become: false
   when: awx_job_id | int == {job} and inventory_hostname == "{host}"
 """
-DONE = set()
+NEXT = {"v1": "v2", "v2": "v3", "v3": "v1"}
 
 OK_EVENTS = {"runner_on_ok", "runner_item_on_ok"}
 SKIPPED_EVENTS = {"runner_on_skipped", "runner_item_on_skipped"}
 IMPORTS = ("ansible.builtin.import_tasks", "import_tasks")
 INCLUDES = ("ansible.builtin.include_tasks", "include_tasks")
-
-
-def require(*steps):
-    missing = [step for step in steps if step not in DONE]
-    if missing:
-        pytest.skip("builds on the earlier test(s) %s, which did not pass" % ", ".join(missing))
 
 
 @pytest.fixture(name="alab", scope="module")
@@ -119,6 +111,13 @@ def fixture_alab():
             yield booted
     except LabError as error:
         pytest.fail(str(error), pytrace=False)
+
+
+def served_release(lab):
+    """The one release every app host serves."""
+    releases = {current_release(lab, host) for host in lab.groups["app"]}
+    assert len(releases) == 1, "the app hosts serve different releases: %s" % releases
+    return releases.pop()
 
 
 # --- what AWX provides: the project sync, the repository, the job's directory -----------------
@@ -464,22 +463,22 @@ class LockWatch:
 
 # --- the tests -------------------------------------------------------------------------------
 
-def test_a_job_deploys_under_load(alab, awx, tmp_path):
+def test_one_job_deploys_under_load_with_an_event_for_every_task(alab, awx, tmp_path):
     apps = alab.groups["app"]
     assert len(apps) == APP_HOSTS and len(alab.groups["haproxy"]) == 1, alab.groups
-    assert [current_release(alab, h) for h in apps] == ["v1"] * len(apps), (
-        "the lab must serve v1 when this module starts")
-    job = awx.job(tmp_path, 101, awx.job_vars("v2"))
+    old = served_release(alab)
+    new = NEXT[old]
+    job = awx.job(tmp_path, 101, awx.job_vars(new))
     result = deploy_runs(alab, tmp_path, [job])
     assert job.rc == 0 and job.status() == "successful", result.tail(60)
     assert (job.stats()["failures"], job.stats()["dark"]) == ({}, {}), job.stats()
     check_under_load(result, swapped=apps, app_hosts=apps)
-    check_clean(alab, "v2")
-    assert result.answered_after_end() == {(h, "v2") for h in apps}, result.answered_after_end()
+    check_clean(alab, new)
+    assert result.answered_after_end() == {(h, new) for h in apps}, result.answered_after_end()
     tasks, events = check_events(job, apps)
     records = job.records()
     # Not in a workflow: a deploy id of its own (controller, ansible-playbook pid and start).
-    check_records(records, apps, ("v2", "v1"), r".+-\d+-\d+")
+    check_records(records, apps, (new, old), r".+-\d+-\d+")
     assert len({r["deploy_id"] for r in records.values()}) == 1, records
     # Forks 4 from the job template: every host staged at once, before the first clone.
     times = {h: marks(r) for h, r in records.items()}
@@ -487,17 +486,17 @@ def test_a_job_deploys_under_load(alab, awx, tmp_path):
     check_no_secret(job)
     print("%s; %d task events, %d role tasks checked, artifacts hitless_rolling for %s" % (
         result.summary(), events, tasks, ", ".join(sorted(records))))
-    DONE.add("a")
 
 
-def test_b_slice_without_haproxy_host_stops_in_preflight(alab, awx, tmp_path):
+def test_a_slice_without_haproxy_host_stops_in_preflight(alab, awx, tmp_path):
     apps = alab.groups["app"]
     inventory = awx_inventory(alab, 2, SLICES)
     # AWX slices every host of the inventory, HAProxy hosts too: lb1 sorts after app4.
     assert "haproxy" not in inventory and inventory["app"]["hosts"] == apps[1::2], inventory
     assert awx_inventory(alab, 1, SLICES)["haproxy"]["hosts"] == alab.groups["haproxy"]
     before = {h: host_state(alab, h) for h in apps}
-    job = awx.job(tmp_path, 99, awx.job_vars("v3", awx_workflow_job_id=WORKFLOW_JOB_ID - 1),
+    job = awx.job(tmp_path, 99, awx.job_vars(NEXT[served_release(alab)],
+                                             awx_workflow_job_id=WORKFLOW_JOB_ID - 1),
                   (2, SLICES))
     proc = subprocess.run(job.argv, env=_deploy.ansible_env(), capture_output=True, text=True,
                           timeout=job.timeout, stdin=subprocess.DEVNULL, cwd=REPO, check=False)
@@ -517,10 +516,9 @@ def test_b_slice_without_haproxy_host_stops_in_preflight(alab, awx, tmp_path):
         lock = alab.ssh(lb, "cat %s/%s.json" % (LOCK_DIR, APP))
         assert lock.returncode != 0, (lb, lock.stdout)
     print("slice 2 of 2 refused in preflight on %s, nothing changed" % ", ".join(messages))
-    DONE.add("b")
 
 
-def sliced_jobs(alab, awx, root, watch):
+def sliced_jobs(alab, awx, root, watch, release):
     """The jobs of a sliced job template, one per slice, started at once: one workflow job, the
     HAProxy hosts named by address in the template's extra variables (one slice only has them
     in its inventory), and HOLD_HOOK, which keeps the last slice at work until slice 1 is done
@@ -531,7 +529,7 @@ def sliced_jobs(alab, awx, root, watch):
     _write(hook, HOLD_HOOK.format(host=alab.groups["app"][SLICES - 1], job=last, flag=flag))
     jobs = []
     for number in range(1, SLICES + 1):
-        extra = awx.job_vars("v3", awx_workflow_job_id=WORKFLOW_JOB_ID,
+        extra = awx.job_vars(release, awx_workflow_job_id=WORKFLOW_JOB_ID,
                              awx_workflow_job_name="Deploy demo",
                              hitless_rolling_haproxy_hosts=[alab.hosts[lb]
                                                             for lb in alab.groups["haproxy"]],
@@ -544,24 +542,24 @@ def sliced_jobs(alab, awx, root, watch):
     return jobs
 
 
-def test_c_two_slices_at_once_share_the_lock(alab, awx, tmp_path):
-    require("a")
+def test_two_slices_at_once_share_the_lock(alab, awx, tmp_path):
     apps = alab.groups["app"]
     slices = [apps[k::SLICES] for k in range(SLICES)]
-    assert [current_release(alab, h) for h in apps] == ["v2"] * len(apps)
+    old = served_release(alab)
+    new = NEXT[old]
     deploy_id = "awx-workflow-%d" % WORKFLOW_JOB_ID
     watch = LockWatch(alab, alab.groups["haproxy"][0])
-    jobs = sliced_jobs(alab, awx, tmp_path, watch)
+    jobs = sliced_jobs(alab, awx, tmp_path, watch, new)
     result = deploy_runs(alab, tmp_path, jobs)
     for job in jobs:
         assert job.rc == 0 and job.status() == "successful", job.output[-4000:]
         assert (job.stats()["failures"], job.stats()["dark"]) == ({}, {}), job.stats()
     check_under_load(result, swapped=apps, app_hosts=apps)
-    check_clean(alab, "v3")
-    assert result.answered_after_end() == {(h, "v3") for h in apps}, result.answered_after_end()
+    check_clean(alab, new)
+    assert result.answered_after_end() == {(h, new) for h in apps}, result.answered_after_end()
     times = {}
     for job, hosts in zip(jobs, slices):
-        check_records(job.records(), hosts, ("v3", "v2"), re.escape(deploy_id))
+        check_records(job.records(), hosts, (new, old), re.escape(deploy_id))
         times.update((h, marks(r)) for h, r in job.records().items())
     overlap, pair = swap_overlap(times, slices)
     assert overlap > 1.0, "no two hosts of the two slices swapped at once: %s" % (times,)

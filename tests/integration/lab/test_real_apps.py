@@ -6,25 +6,28 @@ inside the release (tests/real_apps):
 - node: express under Debian's Node.js, node_modules.
 
 The module boots ONE lab ``itest-apps`` (lb1 in front of app1 and app2) and takes the apps in
-turn through the same three steps (a class each, in this order):
+turn through the same three tests (a class each). Each test first brings the lab to the state
+it starts from (the app's v1, or its v2, serving on both hosts: installed with the app role or
+deployed under load, with the same checks, where it is not so already), so none depends on
+another having run or passed:
 
-  (a) installs the release KEY-v1 on both app hosts with the role hitless.deploy.app
-      (app_release_force: over the lab's sample app, or the previous app's v2) and checks that
-      each answers v1 code on v1 libraries, and that its processes are the ones it should
-      have, all running from v1;
-  (b) deploys KEY-v2 with hitless.deploy.rolling under the load probe: no failed request, and
-      EVERY answer from one release, code and libraries alike (``version`` == ``dependency``,
-      which each app looks up afresh on each request). Before the deploy only v1 answers, the
-      clones answer v1, after it only v2. The probe's SSE client stays connected across the
-      deploy: every reconnect succeeds, no event is mixed, each stream comes from one instance
-      of one release, and the events go from v1 to v2 in order (per original instance, no v1
-      event after a v2 one). Afterwards every process of both instances runs from the v2
-      release, its working directory, its view of ``current`` and its mapped files alike;
-  (c) runs the same deploy again: nothing changes, no request fails, still no mixed answer.
+- installs the release KEY-v1 on both app hosts with the role hitless.deploy.app
+  (app_release_force: over the lab's sample app, or the previous app's v2) and checks that each
+  answers v1 code on v1 libraries, and that its processes are the ones it should have, all
+  running from v1;
+- deploys KEY-v2 over KEY-v1 with hitless.deploy.rolling under the load probe: no failed
+  request, and EVERY answer from one release, code and libraries alike (``version`` ==
+  ``dependency``, which each app looks up afresh on each request). Before the deploy only v1
+  answers, the clones answer v1, after it only v2. The probe's SSE client stays connected
+  across the deploy: every reconnect succeeds, no event is mixed, each stream comes from one
+  instance of one release, and the events go from v1 to v2 in order (per original instance,
+  no v1 event after a v2 one). Afterwards every process of both instances runs from the v2
+  release, its working directory, its view of ``current`` and its mapped files alike;
+- runs the same deploy of KEY-v2 again: nothing changes, no request fails, still no mixed
+  answer.
 
-(b) builds on (a), (c) on (b), for the same app; a test whose prerequisite did not pass is
-skipped, naming it. The figures of (b) and (c) (requests, failed, mixed, min UP, wall time,
-SSE events) are merged into .tmp/itest/real_apps.json.
+The figures of the deploy and the re-run (requests, failed, mixed, min UP, wall time, SSE
+events) are merged into .tmp/itest/real_apps.json.
 
 The node app needs Debian's ``nodejs`` on the lab hosts (tests/lab/_rootfs.py PACKAGES); on
 hosts without /usr/bin/node its tests are skipped, saying so.
@@ -43,15 +46,7 @@ from _labs import LabError, booted_lab  # noqa: E402
 import _real_apps as real  # noqa: E402
 
 LAB_NAME = "itest-apps"
-DONE = set()
 STARTED = time.monotonic()
-
-
-def require(app, *steps):
-    missing = [step for step in steps if (app.key, step) not in DONE]
-    if missing:
-        pytest.skip("builds on the earlier test(s) %s of %s, which did not pass"
-                    % (", ".join(missing), app.key))
 
 
 @pytest.fixture(scope="module")
@@ -87,19 +82,47 @@ def release_paths(archives, app):  # pylint: disable=redefined-outer-name
     return paths
 
 
+def serves(lab, release):
+    return all(current_release(lab, host) == release for host in lab.groups["app"])
+
+
+def skip_without_program(lab, app):
+    lacking = real.missing_program(lab, app)
+    if lacking:
+        pytest.skip("%s has no %s: the lab's rootfs needs Debian's nodejs "
+                    "(tests/lab/_rootfs.py PACKAGES)" % (", ".join(lacking), app.needs))
+
+
+def v1_installed(lab, app, paths, workdir):
+    """Setup: the app's v1 serves on every app host (installed with the app role if not)."""
+    os.makedirs(str(workdir), exist_ok=True)
+    if not serves(lab, app.v1):
+        proc = real.install(lab, workdir, app, app.v1, paths[app.v1])
+        assert proc.returncode == 0, "setup: " + real.tail(proc.stdout + proc.stderr, 60)
+    assert serves(lab, app.v1)
+
+
+def v2_deployed(lab, app, paths, workdir):
+    """Setup: the app's v2 serves on every app host (deployed over v1 under load if not)."""
+    if not serves(lab, app.v2):
+        v1_installed(lab, app, paths, workdir)
+        result = deploy(lab, os.path.join(str(workdir), "setup-v2"),
+                        extra_vars={"hitless_release_src": paths[app.v2]})
+        assert result.rc == 0, "setup: " + result.tail(60)
+        check_under_load(result, swapped=lab.groups["app"], app_hosts=lab.groups["app"])
+    check_clean(lab, app.v2)
+
+
 class RealAppTests:
     """The three steps for ``APP`` (a subclass per app; this base is not collected)."""
 
     APP = None
 
-    def test_a_install_v1_with_the_app_role(self, apps_lab, archives, tmp_path):
+    def test_the_app_role_installs_v1_with_its_own_libraries(self, apps_lab, archives, tmp_path):
         app, lab = self.APP, apps_lab
         apps = lab.groups["app"]
         paths = release_paths(archives, app)
-        lacking = real.missing_program(lab, app)
-        if lacking:
-            pytest.skip("%s has no %s: the lab's rootfs needs Debian's nodejs "
-                        "(tests/lab/_rootfs.py PACKAGES)" % (", ".join(lacking), app.needs))
+        skip_without_program(lab, app)
         started = time.monotonic()
         proc = real.install(lab, tmp_path, app, app.v1, paths[app.v1])
         assert proc.returncode == 0, real.tail(proc.stdout + proc.stderr, 60)
@@ -113,14 +136,14 @@ class RealAppTests:
             real.check_processes(lab, host, app, app.v1)
         real.record_figures(app, "install", {"seconds": round(time.monotonic() - started, 1),
                                              "lab_up_s": getattr(lab, "up_seconds", None)})
-        DONE.add((app.key, "a"))
 
-    def test_b_rolling_deploy_of_v2_every_answer_from_one_release(
+    def test_rolling_deploy_of_v2_every_answer_from_one_release(
             self, apps_lab, archives, tmp_path):
         app, lab = self.APP, apps_lab
-        require(app, "a")
         apps = lab.groups["app"]
         paths = release_paths(archives, app)
+        skip_without_program(lab, app)
+        v1_installed(lab, app, paths, tmp_path / "setup")
         result = deploy(lab, tmp_path, extra_vars={"hitless_release_src": paths[app.v2]})
         real.save_journals(lab, tmp_path)
         print(result.summary())
@@ -156,13 +179,13 @@ class RealAppTests:
             real.check_processes(lab, host, app, app.v2)
             doc = real.get_json(lab, host, PORT)
             assert (doc["version"], doc["dependency"]) == ("v2", "v2"), doc
-        DONE.add((app.key, "b"))
 
-    def test_c_the_same_deploy_again_changes_nothing(self, apps_lab, archives, tmp_path):
+    def test_the_same_deploy_again_changes_nothing(self, apps_lab, archives, tmp_path):
         app, lab = self.APP, apps_lab
-        require(app, "b")
         apps = lab.groups["app"]
         paths = release_paths(archives, app)
+        skip_without_program(lab, app)
+        v2_deployed(lab, app, paths, tmp_path / "setup")
         before = {h: host_state(lab, h) for h in apps}
         pids = real.main_pids(lab, apps)
         result = deploy(lab, tmp_path, extra_vars={"hitless_release_src": paths[app.v2]})
@@ -184,7 +207,6 @@ class RealAppTests:
         assert real.main_pids(lab, apps) == pids
         for host in apps:
             real.check_processes(lab, host, app, app.v2)
-        DONE.add((app.key, "c"))
 
 
 class TestGunicorn(RealAppTests):

@@ -7,15 +7,14 @@ token), answers ``/redirect/NAME`` (same token) with a 302 to ``/storage/NAME?si
 (presigned storage, which must NOT get the token), and records every request. Each deploy runs
 under the load probe and the ``show stat`` poller (one failed request fails a test), with
 ``-vvv``, and the token must appear nowhere: not in the output, the deploy records, or the
-hosts' files and journals. The tests run IN THIS ORDER:
+hosts' files and journals. Each test starts from whatever release serves (none depends on
+another having run or passed):
 
-  (a) a wrong checksum: the download is refused in preflight, nothing changed anywhere;
-  (b) no checksum, or a malformed one: refused before any request, nothing changed;
-  (c) the right checksum: v1 -> v2 from the URL through the redirect, one download;
-  (d) the same again: unchanged, no request at all (the controller's cache);
-  (e) a wrong token (v3, its right checksum): 401, refused naming the headers, nothing changed.
-
-(d) builds on (c) and is skipped, naming it, when (c) did not pass.
+- a wrong checksum: the download is refused in preflight, nothing changed anywhere;
+- no checksum, or a malformed one: refused before any request, nothing changed;
+- the right checksum: the next release from the URL through the redirect, one download;
+- the same URL again: unchanged, no request at all (the controller's cache);
+- a wrong token (its right checksum): 401, refused naming the headers, nothing changed.
 """
 import hashlib
 import json
@@ -34,15 +33,9 @@ from _labs import LabError, booted_lab, ensure_releases  # noqa: E402
 from _repository import serving  # noqa: E402
 
 APP_HOST = "app1"
-DONE = set()
+NEXT = {"v1": "v2", "v2": "v3", "v3": "v1"}
 # A message of the role (the rescue's final fail), as -vvv prints it: one JSON string.
 MSG_RE = re.compile(r'"msg": ("(?:[^"\\]|\\.)*")')
-
-
-def require(*steps):
-    missing = [step for step in steps if step not in DONE]
-    if missing:
-        pytest.skip("builds on the earlier test(s) %s, which did not pass" % ", ".join(missing))
 
 
 def sha256(release):
@@ -133,14 +126,14 @@ def check_refused(lab, result, workdir, repo, before, serving, cause):
     print(result.summary())
 
 
-def test_a_wrong_checksum_is_refused(url_lab, repository, cache_dir, tmp_path):
-    assert current_release(url_lab, APP_HOST) == "v1", "the lab must serve v1 at the start"
+def test_wrong_checksum_is_refused_and_not_kept(url_lab, repository, cache_dir, tmp_path):
+    serving = current_release(url_lab, APP_HOST)
     before, count = snapshot(url_lab), len(repository.requests)
     # A real archive's checksum, just not this one's.
     wrong = sha256("v3")
     result = url_deploy(url_lab, tmp_path, repository, cache_dir, "/repo/v2.tar.gz",
                         "sha256:" + wrong)
-    check_refused(url_lab, result, tmp_path, repository, before, "v1",
+    check_refused(url_lab, result, tmp_path, repository, before, serving,
                   r"\(Check the download of rolling_release_url\): The archive downloaded from "
                   r"http://127\.0\.0\.1:\d+/repo/v2\.tar\.gz does not match "
                   r"rolling_release_checksum \(hitless_release_checksum\) sha256:%s: its sha256 "
@@ -155,8 +148,8 @@ def test_a_wrong_checksum_is_refused(url_lab, repository, cache_dir, tmp_path):
     ("md5:0123456789abcdef0123456789abcdef", '"md5:0123456789abcdef0123456789abcdef"'),
     ("sha256:" + "0" * 63, '"sha256:%s"' % ("0" * 63)),
 ], ids=["missing", "md5", "short"])
-def test_b_missing_or_malformed_checksum_is_refused(url_lab, repository, cache_dir, tmp_path,
-                                                    checksum, got):
+def test_missing_or_malformed_checksum_is_refused_before_any_download(
+        url_lab, repository, cache_dir, tmp_path, checksum, got):
     serving = current_release(url_lab, APP_HOST)
     before, count = snapshot(url_lab), len(repository.requests)
     result = url_deploy(url_lab, tmp_path, repository, cache_dir, "/repo/v2.tar.gz", checksum)
@@ -167,49 +160,55 @@ def test_b_missing_or_malformed_checksum_is_refused(url_lab, repository, cache_d
     assert repository.since(count) == [], "nothing may be downloaded without a checksum"
 
 
-def test_c_right_checksum_deploys_with_one_download(url_lab, repository, cache_dir,
-                                                    tmp_path):
-    assert current_release(url_lab, APP_HOST) == "v1"
+def test_right_checksum_deploys_with_one_download_through_a_redirect(url_lab, repository,
+                                                                     tmp_path):
+    old = current_release(url_lab, APP_HOST)
+    new = NEXT[old]
+    # A cache of its own: the download must happen here, whatever ran before.
+    cache = str(tmp_path / "cache")
     count = len(repository.requests)
-    result = url_deploy(url_lab, tmp_path, repository, cache_dir, "/redirect/v2.tar.gz",
-                        "sha256:" + sha256("v2"))
+    result = url_deploy(url_lab, tmp_path, repository, cache, "/redirect/%s.tar.gz" % new,
+                        "sha256:" + sha256(new))
     assert result.rc == 0, result.tail(60)
     check_under_load(result, swapped=[APP_HOST], app_hosts=[APP_HOST])
-    check_clean(url_lab, "v2")
-    assert result.answered_after_end() == {(APP_HOST, "v2")}, result.answered_after_end()
+    check_clean(url_lab, new)
+    assert result.answered_after_end() == {(APP_HOST, new)}, result.answered_after_end()
     record = result.records[APP_HOST]
     assert (record["outcome"], base_name(record["release"]),
-            base_name(record["from_release"])) == ("deployed", "v2", "v1"), record
+            base_name(record["from_release"])) == ("deployed", new, old), record
     # One download for the run; the token went to the repository, not on to the storage.
-    assert repository.since(count) == [("/redirect/v2.tar.gz", 302, "token"),
-                                       ("/storage/v2.tar.gz", 200, None)]
-    cached = os.path.join(cache_dir, sha256("v2"), "v2.tar.gz")
+    assert repository.since(count) == [("/redirect/%s.tar.gz" % new, 302, "token"),
+                                       ("/storage/%s.tar.gz" % new, 200, None)]
+    cached = os.path.join(cache, sha256(new), "%s.tar.gz" % new)
     with open(cached, "rb") as handle:
-        assert hashlib.sha256(handle.read()).hexdigest() == sha256("v2")
+        assert hashlib.sha256(handle.read()).hexdigest() == sha256(new)
     assert oct(os.stat(cached).st_mode & 0o777) == "0o600"
     check_secret_kept(url_lab, result, tmp_path, repository.token)
     print(result.summary())
-    DONE.add("c")
 
 
-def test_d_same_url_again_is_unchanged_from_the_cache(url_lab, repository, cache_dir,
-                                                      tmp_path):
-    require("c")
+def test_same_url_again_is_unchanged_from_the_cache(url_lab, repository, tmp_path):
+    new = NEXT[current_release(url_lab, APP_HOST)]
+    cache, path = str(tmp_path / "cache"), "/repo/%s.tar.gz" % new
+    checksum = "sha256:" + sha256(new)
+    first = url_deploy(url_lab, tmp_path / "first", repository, cache, path, checksum)
+    assert first.rc == 0, "setup: the first deploy from the URL: %s" % first.tail(60)
+    check_under_load(first, swapped=[APP_HOST], app_hosts=[APP_HOST])
     before, count = snapshot(url_lab), len(repository.requests)
-    result = url_deploy(url_lab, tmp_path, repository, cache_dir, "/redirect/v2.tar.gz",
-                        "sha256:" + sha256("v2"))
+    result = url_deploy(url_lab, tmp_path, repository, cache, path, checksum)
     assert result.rc == 0, result.tail(60)
     assert result.recap[APP_HOST]["changed"] == 0, (result.recap, result.tail(60))
     assert repository.since(count) == [], "the archive in the cache must be used as it is"
     check_under_load(result, swapped=(), app_hosts=[APP_HOST])
-    check_clean(url_lab, "v2")
+    check_clean(url_lab, new)
     assert snapshot(url_lab) == before
     assert result.records[APP_HOST]["outcome"] == "unchanged", result.records
     check_secret_kept(url_lab, result, tmp_path, repository.token)
     print(result.summary())
 
 
-def test_e_wrong_token_is_refused(url_lab, repository, cache_dir, tmp_path):
+def test_wrong_token_is_refused_and_never_written_anywhere(url_lab, repository, cache_dir,
+                                                           tmp_path):
     serving = current_release(url_lab, APP_HOST)
     before, count = snapshot(url_lab), len(repository.requests)
     wrong_token = secrets.token_hex(16)

@@ -1,13 +1,10 @@
 """The rolling deploy on the session lab (lb1 in front of app1 and app2), under load.
 
 Every deploy runs under the load probe (keep-alive, fresh, /slow and SSE clients at ~50 req/s)
-and a 50 ms ``show stat`` poller; one failed request fails the test. The tests build on each
-other IN THIS ORDER (the lab starts on v1, as tests/lab/site.yml leaves it):
-
-  (a) v1 -> v2, serial 1 -> idempotence (v2 again) -> (d) broken, rolled back, then refused
-  -> (e) crash, rolled back -> (g) hitless.deploy.rollback back to v1, both hosts at once.
-
-A test whose prerequisite did not pass is skipped, naming it.
+and a 50 ms ``show stat`` poller; one failed request fails the test. The session lab is shared
+with other test files, so each test first brings it to the state it starts from (``served``:
+a release serving on every app host, after a given one), deploying under load when it is not
+there, and asserts that setup too. No test depends on another having run or passed.
 """
 import json
 import os
@@ -23,13 +20,31 @@ from _deploy import (CLONE_PORT, ROOT, base_name, check_clean, check_under_load,
 
 PHASES = ["preflight", "prepare", "clone", "route_to_clone", "upgrade", "post_start",
           "route_back", "cleanup"]
-DONE = set()
 
 
-def require(*steps):
-    missing = [step for step in steps if step not in DONE]
-    if missing:
-        pytest.skip("builds on the earlier test(s) %s, which did not pass" % ", ".join(missing))
+def previous_release(lab, host):
+    return base_name(os.path.basename(sh(lab, host, "readlink %s/previous" % ROOT)))
+
+
+def served(lab, workdir, release, after=None):
+    """Bring the lab to ``release`` serving on every app host (``previous`` ``after``, when
+    given), deploying ``after`` and then ``release`` under load where it is not so already."""
+    apps = lab.groups["app"]
+    steps = [release] if after is None else [after, release]
+
+    def there():
+        return all(current_release(lab, h) == release and
+                   (after is None or previous_release(lab, h) == after) for h in apps)
+
+    for step in steps if not there() else ():
+        if all(current_release(lab, h) == step for h in apps) and step != release:
+            continue
+        result = deploy(lab, os.path.join(workdir, "setup-" + step), release=step,
+                        extra_vars={"hitless_serial": "100%"})
+        assert result.rc == 0, "setup: deploying %s: %s" % (step, result.tail())
+        check_under_load(result, swapped=apps, app_hosts=apps)
+    check_clean(lab, release)
+    assert there(), {h: (current_release(lab, h), previous_release(lab, h)) for h in apps}
 
 
 def check_records(result, hosts, outcome, release, from_release):
@@ -38,10 +53,6 @@ def check_records(result, hosts, outcome, release, from_release):
         # Release directories carry the digest of their configuration: v2+1a2b3c4d.
         assert (record["outcome"], base_name(record["release"]),
                 base_name(record["from_release"])) == (outcome, release, from_release), record
-
-
-def previous_release(lab, host):
-    return base_name(os.path.basename(sh(lab, host, "readlink %s/previous" % ROOT)))
 
 
 def failed_deploy(lab, workdir, release):
@@ -83,10 +94,9 @@ def check_rolled_back(lab, result, previous, release, step, cause):
             first, previous_release(lab, first), previous[first]))
 
 
-def test_a_v1_to_v2_two_app_hosts_serial_1(lab, tmp_path):
+def test_v1_to_v2_serial_1_stages_both_then_swaps_one_host_at_a_time(lab, tmp_path):
     apps = lab.groups["app"]
-    assert [current_release(lab, h) for h in apps] == ["v1"] * len(apps), (
-        "the session lab must serve v1 when this module starts")
+    served(lab, str(tmp_path), "v1")
     result = deploy(lab, tmp_path, release="v2", extra_vars={"hitless_serial": 1})
     assert result.rc == 0, result.tail()
     check_under_load(result, swapped=apps, app_hosts=apps)
@@ -111,12 +121,11 @@ def test_a_v1_to_v2_two_app_hosts_serial_1(lab, tmp_path):
                 if sum(n.endswith("-clone") and v.startswith("UP") for n, v in s[2].items()) > 1]
         assert not both, "%s had two clones at %s s" % (lb, both[:5])
     print(result.summary())
-    DONE.add("a")
 
 
 def test_second_deploy_of_the_same_release_changes_nothing(lab, tmp_path):
-    require("a")
     apps = lab.groups["app"]
+    served(lab, str(tmp_path), "v2")
     before = {h: host_state(lab, h) for h in apps}
     # Both hosts in one batch: nothing to swap, so serial does not matter and this is quicker.
     result = deploy(lab, tmp_path, release="v2", extra_vars={"hitless_serial": "100%"})
@@ -137,20 +146,25 @@ def test_second_deploy_of_the_same_release_changes_nothing(lab, tmp_path):
     ("crash", "upgrade", r"demo@8080\S* died while starting"),
 ])
 def test_failing_release_is_rolled_back_and_marked_bad(lab, tmp_path, release, step, cause):
-    require("a")
+    served(lab, str(tmp_path), "v2")
+    sh(lab, lab.groups["app"][0], "rm -f %s/.hitless/bad/%s+*" % (ROOT, release))
     rest = lab.groups["app"][1:]
     untouched = {h: serving_state(lab, h) for h in rest}
     result, previous = failed_deploy(lab, tmp_path, release)
     check_rolled_back(lab, result, previous, release, step, cause)
     assert {h: serving_state(lab, h) for h in rest} == untouched
     print(result.summary())
-    DONE.add(release)
 
 
-def test_d_broken_release_is_refused_in_preflight(lab, tmp_path):
-    require("broken")
+def test_a_release_marked_bad_is_refused_before_anything_changes(lab, tmp_path):
     apps = lab.groups["app"]
     first = apps[0]
+    served(lab, str(tmp_path), "v2")
+    if sh(lab, first, "ls %s/.hitless/bad/ | grep -c '^broken+' || true" % ROOT) == "0":
+        result, previous = failed_deploy(lab, os.path.join(str(tmp_path), "setup-broken"),
+                                         "broken")
+        check_rolled_back(lab, result, previous, "broken", "post_start",
+                          r"post_start checks failed")
     before = {h: host_state(lab, h) for h in apps}
     result = deploy(lab, tmp_path, release="broken")
     assert result.rc != 0, result.tail()
@@ -168,9 +182,9 @@ def test_d_broken_release_is_refused_in_preflight(lab, tmp_path):
     print(result.summary())
 
 
-def test_g_rollback_playbook_moves_back_to_the_previous_release(lab, tmp_path):
-    require("a")
+def test_rollback_playbook_moves_both_hosts_back_to_the_previous_release(lab, tmp_path):
     apps = lab.groups["app"]
+    served(lab, str(tmp_path), "v2", after="v1")
     # Both hosts in one batch (serial as a percentage): two clones stand in at once.
     result = deploy(lab, tmp_path, playbook="rollback", extra_vars={"hitless_serial": "100%"})
     assert result.rc == 0, result.tail()
