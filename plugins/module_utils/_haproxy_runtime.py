@@ -101,6 +101,17 @@ class NotFoundError(HAProxyRuntimeError):
         HAProxyRuntimeError.__init__(self, "%s %r not found" % (kind, name))
 
 
+def runtime_error_message(error, socket_option="socket"):
+    """What a module says when talking to HAProxy failed: a missing backend or server as the
+    option that named it (``backend: backend app does not exist``), an unreachable runtime API
+    as the option that points at it, anything else as HAProxy's own words."""
+    if isinstance(error, NotFoundError):
+        return "%s: %s %s does not exist" % (error.kind, error.kind, error.name)
+    if isinstance(error, SocketError):
+        return "%s: %s" % (socket_option, error)
+    return str(error)
+
+
 def parse_socket_spec(spec):
     """``spec`` -> ('unix', path) or ('tcp', (host, port)); ValueError if it is neither.
 

@@ -167,9 +167,8 @@ from ansible_collections.hitless.deploy.plugins.module_utils._deploy_lock import
 )
 from ansible_collections.hitless.deploy.plugins.module_utils._haproxy_runtime import (
     HAProxyRuntimeError,
-    NotFoundError,
-    SocketError,
     open_client,
+    runtime_error_message,
 )
 
 
@@ -205,15 +204,11 @@ def main():
         try:
             result["backends"], result["haproxy_version"] = read_backend(
                 module.params["haproxy_socket"], module.params["backend"])
-        except NotFoundError as e:
-            module.fail_json(msg="%s: %s %s does not exist" % (e.kind, e.kind, e.name), **result)
-        except SocketError as e:
-            module.fail_json(msg="haproxy_socket: %s" % e, **result)
         except ValueError as e:
             # open_client names its option "socket": here it is haproxy_socket.
             module.fail_json(msg="haproxy_%s" % e, **result)
         except HAProxyRuntimeError as e:
-            module.fail_json(msg=str(e), **result)
+            module.fail_json(msg=runtime_error_message(e, "haproxy_socket"), **result)
     module.exit_json(**result)
 
 

@@ -186,9 +186,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.hitless.deploy.plugins.module_utils._haproxy_runtime import (
     NAME_RE,
     HAProxyRuntimeError,
-    NotFoundError,
-    SocketError,
     open_client,
+    runtime_error_message,
 )
 
 
@@ -211,12 +210,8 @@ def main():
     try:
         backends = client.backends(backend, probe_dynamic=True)
         version = client.version()
-    except NotFoundError as e:
-        module.fail_json(msg="%s: %s %s does not exist" % (e.kind, e.kind, e.name))
-    except SocketError as e:
-        module.fail_json(msg="socket: %s" % e)
     except HAProxyRuntimeError as e:
-        module.fail_json(msg=str(e))
+        module.fail_json(msg=runtime_error_message(e))
     module.exit_json(changed=False, version=version, backends=backends)
 
 

@@ -318,9 +318,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.hitless.deploy.plugins.module_utils._haproxy_runtime import (
     HAProxyRuntimeError,
-    NotFoundError,
-    SocketError,
     open_client,
+    runtime_error_message,
 )
 from ansible_collections.hitless.deploy.plugins.module_utils._haproxy_batch import run_batch
 from ansible_collections.hitless.deploy.plugins.module_utils._haproxy_server import (
@@ -339,12 +338,8 @@ def run_servers(module, client, requests):
         results = run_batch(client, requests, check_mode=module.check_mode)
     except ParamError as e:
         module.fail_json(msg=str(e))
-    except NotFoundError as e:
-        module.fail_json(msg="%s: %s %s does not exist" % (e.kind, e.kind, e.name))
-    except SocketError as e:
-        module.fail_json(msg="socket: %s" % e)
     except HAProxyRuntimeError as e:
-        module.fail_json(msg=str(e))
+        module.fail_json(msg=runtime_error_message(e))
     summary = dict(
         changed=any(r.get("changed") for r in results),
         backend=requests[0].backend,
@@ -408,18 +403,14 @@ def main():
     runner = Runner(client, request, check_mode=module.check_mode)
     try:
         result = runner.run()
-    except NotFoundError as e:
-        module.fail_json(msg="%s: %s %s does not exist" % (e.kind, e.kind, e.name))
     except ParamError as e:
         module.fail_json(msg=str(e))
     except PlanError as e:
         module.fail_json(msg=str(e), before=runner.before, changed=False, commands=[])
     except StateError as e:
         module.fail_json(msg=e.msg, **e.result)
-    except SocketError as e:
-        module.fail_json(msg="socket: %s" % e)
     except HAProxyRuntimeError as e:
-        module.fail_json(msg=str(e))
+        module.fail_json(msg=runtime_error_message(e))
     module.exit_json(**result)
 
 

@@ -542,3 +542,16 @@ def test_filter_ipv6_compares_addresses_not_spellings():
 def test_filter_rejects_other_answers(text):
     with pytest.raises(rt.HAProxyRuntimeError):
         rt.filter_servers_state(text, [])
+
+
+@pytest.mark.parametrize("error, option, message", [
+    (rt.NotFoundError("backend", "app"), "socket", "backend: backend app does not exist"),
+    (rt.NotFoundError("server", "app/web9"), "socket", "server: server app/web9 does not exist"),
+    (rt.NotRunningError("connect to /run/haproxy/admin.sock: refused"), "haproxy_socket",
+     "haproxy_socket: connect to /run/haproxy/admin.sock: refused"),
+    (rt.SocketError("timed out"), "socket", "socket: timed out"),
+    (rt.CommandError("add server app/x 10.0.0.1:80", "Unknown keyword"), "socket",
+     "HAProxy refused 'add server app/x 10.0.0.1:80': Unknown keyword"),
+])
+def test_runtime_error_message_names_the_option_at_fault(error, option, message):
+    assert rt.runtime_error_message(error, option) == message
