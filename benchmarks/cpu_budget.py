@@ -46,13 +46,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "tests", "lab"))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "callback_plugins"))
 
 import demo  # noqa: E402
-import lab as labtool  # noqa: E402
 from rolling_benchmark import TIMING_ENV, Interrupted, _on_signal, lab_down, lab_up, load_timing, log  # noqa: E402
+from hitless_host_cpu import lab_cpu as host_cpu  # noqa: E402
 
 OUT = os.path.join(REPO, ".tmp", "bench")
-HZ = os.sysconf("SC_CLK_TCK")
 RELEASES = ("v2", "v3")
 # Actions that run on the controller only: every other task that ran called a module on a host.
 CONTROLLER_ACTIONS = {
@@ -62,23 +62,6 @@ CONTROLLER_ACTIONS = {
     "ansible.builtin.set_stats", "ansible.builtin.meta", "hitless.deploy.deploy_record",
     "set_fact", "assert", "fail", "debug", "include_tasks", "meta", "validate_argument_spec",
 }
-
-
-def host_cpu(lab_name):
-    """{lab host: CPU seconds its live processes and their reaped children used so far}."""
-    state = labtool.load_state(lab_name)
-    totals = {}
-    for host, info in state["hosts"].items():
-        ticks = 0
-        for pid in labtool.host_pids(lab_name, host, info):
-            try:
-                with open("/proc/%d/stat" % pid) as handle:
-                    fields = handle.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            ticks += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
-        totals[host] = ticks / HZ
-    return totals
 
 
 def children_cpu():

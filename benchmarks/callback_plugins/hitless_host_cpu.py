@@ -31,7 +31,9 @@ HZ = os.sysconf("SC_CLK_TCK")
 
 def lab_cpu(name):
     """{host: CPU seconds its live processes and their reaped children used so far}."""
-    sys.path.insert(0, os.path.join(REPO, "tests", "lab"))
+    lab_dir = os.path.join(REPO, "tests", "lab")
+    if lab_dir not in sys.path:
+        sys.path.insert(0, lab_dir)
     import lab as labtool  # pylint: disable=import-outside-toplevel,import-error
     totals = {}
     for host, info in labtool.load_state(name)["hosts"].items():
