@@ -35,9 +35,14 @@ REQUIREMENTS = os.path.join(HERE, "requirements-gunicorn.txt")
 RELEASES = tuple(("gunicorn-" + release, release, version) for release, version in _build.MARKS)
 
 # The unit's ExecStart for these releases (systemd expands ${PORT}, set from the instance).
+# A recycled worker is replaced only once it has exited, and it first finishes its in-flight
+# requests (an SSE stream lasts up to 5 s). With 2 workers recycled every ~50 requests, the
+# other one, taking all the traffic meanwhile, often reached its own limit too: then no worker
+# accepted, HAProxy's checks failed and the instance went DOWN before any deploy (seen in CI).
+# 4 workers recycled every 100-150 requests still recycle several times in a clone's life.
 APP_EXEC_START = ("/srv/demo/current/venv/bin/python -m gunicorn --bind 0.0.0.0:${PORT} "
-                  "--workers 2 --threads 8 --worker-class gthread --max-requests 50 "
-                  "--max-requests-jitter 10 --graceful-timeout 20 wsgi:app")
+                  "--workers 4 --threads 4 --worker-class gthread --max-requests 100 "
+                  "--max-requests-jitter 50 --graceful-timeout 20 wsgi:app")
 
 
 def build_one(directory, name, release, version, python=_build.PYTHON, wheels=_build.WHEELS,

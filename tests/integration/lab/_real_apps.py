@@ -76,7 +76,7 @@ def _tracker(argv):
 GUNICORN = RealApp(
     "gunicorn", build_gunicorn_release, _python_module("gunicorn"),
     # gunicorn forks its workers: the same command line.
-    {"worker": (_python_module("gunicorn"), 2)}, mapped_libraries=True)
+    {"worker": (_python_module("gunicorn"), 4)}, mapped_libraries=True)
 UVICORN = RealApp(
     "uvicorn", build_uvicorn_release, _python_module("uvicorn"),
     # uvicorn's supervisor spawns each worker as a fresh interpreter (multiprocessing's

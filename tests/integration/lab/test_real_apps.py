@@ -1,7 +1,7 @@
 """Real third-party apps deployed by the rolling playbook, under load, each with its libraries
 inside the release (tests/real_apps):
 
-- gunicorn: Flask under gunicorn (2 gthread workers, recycled every ~50 requests), venv;
+- gunicorn: Flask under gunicorn (4 gthread workers, recycled every 100-150 requests), venv;
 - uvicorn: FastAPI under uvicorn (ASGI, 2 worker processes), venv;
 - node: express under Debian's Node.js, node_modules.
 
