@@ -349,6 +349,17 @@ def current_release(lab, host):
     return base_name(current_dir(lab, host))
 
 
+# Tests deploy the release after whichever serves, so that none depends on another having run.
+NEXT = {"v1": "v2", "v2": "v3", "v3": "v1"}
+
+
+def serving_release(lab):
+    """The one release every app host of ``lab`` serves."""
+    releases = {current_release(lab, host) for host in lab.groups["app"]}
+    assert len(releases) == 1, "the app hosts serve different releases: %s" % releases
+    return releases.pop()
+
+
 # One ssh round trip per host: the state check_clean needs, as KEY=VALUE lines.
 CLEAN_STATE = (
     "echo clone=$(systemctl is-active {app}@{clone}); "

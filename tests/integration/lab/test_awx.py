@@ -57,8 +57,8 @@ import yaml
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _deploy  # noqa: E402
-from _deploy import (APP, FAST, LOCK_DIR, Run, base_name, check_clean,  # noqa: E402
-                     check_under_load, current_release, deploy_runs, host_state)
+from _deploy import (NEXT, APP, FAST, LOCK_DIR, Run, base_name, check_clean,  # noqa: E402
+                     check_under_load, deploy_runs, host_state, serving_release)
 from _labs import REPO, BootedLab, LabError, booted_lab, ensure_releases  # noqa: E402
 from _repository import serving  # noqa: E402
 
@@ -90,7 +90,6 @@ HOLD_HOOK = """---
   become: false
   when: awx_job_id | int == {job} and inventory_hostname == "{host}"
 """
-NEXT = {"v1": "v2", "v2": "v3", "v3": "v1"}
 
 OK_EVENTS = {"runner_on_ok", "runner_item_on_ok"}
 SKIPPED_EVENTS = {"runner_on_skipped", "runner_item_on_skipped"}
@@ -111,13 +110,6 @@ def fixture_alab():
             yield booted
     except LabError as error:
         pytest.fail(str(error), pytrace=False)
-
-
-def served_release(lab):
-    """The one release every app host serves."""
-    releases = {current_release(lab, host) for host in lab.groups["app"]}
-    assert len(releases) == 1, "the app hosts serve different releases: %s" % releases
-    return releases.pop()
 
 
 # --- what AWX provides: the project sync, the repository, the job's directory -----------------
@@ -466,7 +458,7 @@ class LockWatch:
 def test_one_job_deploys_under_load_with_an_event_for_every_task(alab, awx, tmp_path):
     apps = alab.groups["app"]
     assert len(apps) == APP_HOSTS and len(alab.groups["haproxy"]) == 1, alab.groups
-    old = served_release(alab)
+    old = serving_release(alab)
     new = NEXT[old]
     job = awx.job(tmp_path, 101, awx.job_vars(new))
     result = deploy_runs(alab, tmp_path, [job])
@@ -495,7 +487,7 @@ def test_a_slice_without_haproxy_host_stops_in_preflight(alab, awx, tmp_path):
     assert "haproxy" not in inventory and inventory["app"]["hosts"] == apps[1::2], inventory
     assert awx_inventory(alab, 1, SLICES)["haproxy"]["hosts"] == alab.groups["haproxy"]
     before = {h: host_state(alab, h) for h in apps}
-    job = awx.job(tmp_path, 99, awx.job_vars(NEXT[served_release(alab)],
+    job = awx.job(tmp_path, 99, awx.job_vars(NEXT[serving_release(alab)],
                                              awx_workflow_job_id=WORKFLOW_JOB_ID - 1),
                   (2, SLICES))
     proc = subprocess.run(job.argv, env=_deploy.ansible_env(), capture_output=True, text=True,
@@ -545,7 +537,7 @@ def sliced_jobs(alab, awx, root, watch, release):
 def test_two_slices_at_once_share_the_lock(alab, awx, tmp_path):
     apps = alab.groups["app"]
     slices = [apps[k::SLICES] for k in range(SLICES)]
-    old = served_release(alab)
+    old = serving_release(alab)
     new = NEXT[old]
     deploy_id = "awx-workflow-%d" % WORKFLOW_JOB_ID
     watch = LockWatch(alab, alab.groups["haproxy"][0])

@@ -26,12 +26,11 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _deploy import (REPO, Run, _command, base_name, check_clean,  # noqa: E402
+from _deploy import (NEXT, REPO, Run, _command, base_name, check_clean,  # noqa: E402
                      check_under_load, current_release, deploy_runs)
 from _labs import LabError, booted_lab  # noqa: E402
 
 RUN = os.path.join(REPO, "tests", "controller", "run.py")
-NEXT = {"v1": "v2", "v2": "v3", "v3": "v1"}
 VERSION_RE = re.compile(r"^ansible-playbook \[core (\S+)\]$", re.M)
 WARNING_RE = re.compile(r"^.*\[(DEPRECATION )?WARNING\].*$", re.M)
 

@@ -15,11 +15,10 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _deploy import (ROOT, Run, check_clean, check_under_load, current_release,  # noqa: E402
-                     deploy, deploy_runs, role_failures, sh, task_line)
+from _deploy import (NEXT, ROOT, Run, check_clean, check_under_load, current_release,  # noqa: E402
+                     deploy, deploy_runs, role_failures, serving_release, sh, task_line)
 from _labs import booted_lab  # noqa: E402
 
-NEXT = {"v1": "v2", "v2": "v3", "v3": "v1"}
 HOOKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hooks")
 BAKE = 8
 FLEET = {"hitless_serial": [1, "100%"], "hitless_bake": BAKE}
@@ -34,12 +33,6 @@ def clab():
         yield booted
 
 
-def serving(lab):
-    releases = {current_release(lab, host) for host in lab.groups["app"]}
-    assert len(releases) == 1, releases
-    return releases.pop()
-
-
 def mark_at(record, step):
     return [m["at"] for m in record["marks"] if m["step"] == step][-1]
 
@@ -51,7 +44,7 @@ def served(result, version):
 
 
 def test_a_good_release_passes_the_bake_then_the_rest_swaps_at_once(clab, tmp_path):
-    old = serving(clab)
+    old = serving_release(clab)
     new = NEXT[old]
     apps = clab.groups["app"]
     result = deploy(clab, tmp_path, release=new, extra_vars=FLEET)
@@ -81,7 +74,7 @@ def test_a_good_release_passes_the_bake_then_the_rest_swaps_at_once(clab, tmp_pa
 ], ids=["flaky", "slow"])
 def test_a_bad_release_is_caught_in_the_bake_rolled_back_and_marked(
         clab, tmp_path, bad, figure, settings):
-    old = serving(clab)
+    old = serving_release(clab)
     apps = clab.groups["app"]
     result = deploy(clab, tmp_path, release=bad, extra_vars=dict(FLEET, **settings))
     assert result.rc != 0
@@ -127,7 +120,7 @@ def check_capacity(result, apps):
 def test_a_host_failing_in_its_batch_goes_back_alone_and_a_rerun_brings_it(clab, tmp_path):
     """app3 fails after its checks (a hook), in the batch it shares with app2: app3 converges
     back behind its clone, app2 finishes its swap in the batch's calls, nothing fails."""
-    old = serving(clab)
+    old = serving_release(clab)
     new = NEXT[old]
     apps = clab.groups["app"]
     result = deploy(clab, tmp_path, release=new, extra_vars={
@@ -159,7 +152,7 @@ def stop_clone(lab, host):
 def test_a_clone_lost_in_a_batch_call_fails_its_host_alone_and_a_rerun_converges(clab, tmp_path):
     """One batch of all three; app3's clone stops as the batch's clones are routed in, so it
     never rises: the call names it, app3 goes back alone, app1 and app2 swap on in the batch."""
-    old = serving(clab)
+    old = serving_release(clab)
     new = NEXT[old]
     apps = clab.groups["app"]
     result = deploy_runs(clab, tmp_path, [Run(release=new, extra_vars={

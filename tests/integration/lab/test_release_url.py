@@ -27,13 +27,12 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _deploy import (Run, base_name, check_clean, check_under_load,  # noqa: E402
+from _deploy import (NEXT, Run, base_name, check_clean, check_under_load,  # noqa: E402
                      current_release, deploy_runs, host_state, show_stat)
 from _labs import LabError, booted_lab, ensure_releases  # noqa: E402
 from _repository import serving  # noqa: E402
 
 APP_HOST = "app1"
-NEXT = {"v1": "v2", "v2": "v3", "v3": "v1"}
 # A message of the role (the rescue's final fail), as -vvv prints it: one JSON string.
 MSG_RE = re.compile(r'"msg": ("(?:[^"\\]|\\.)*")')
 

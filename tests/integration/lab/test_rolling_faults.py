@@ -29,13 +29,13 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _deploy import (APP, CLONE_PORT, FAST, PORT, ROOT, Run, base_name,  # noqa: E402
+from _deploy import (NEXT, APP, CLONE_PORT, FAST, PORT, ROOT, Run, base_name,  # noqa: E402
                      check_clean, check_under_load, current_dir, current_release, deploy,
-                     deploy_runs, host_state, kill_group, role_failures, sh, task_line)
+                     deploy_runs, host_state, kill_group, role_failures, serving_release, sh,
+                     task_line)
 from _labs import BootedLab, LabError, booted_lab  # noqa: E402
 
 HOOKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hooks")
-NEXT = {"v1": "v2", "v2": "v3", "v3": "v1"}
 # app1's sequence, each task at whose start the controller dies.
 KILL_AT = [
     "Journal the step clone",
@@ -67,12 +67,6 @@ def flab():
         pytest.fail(str(error), pytrace=False)
 
 
-def serving(flab):
-    releases = {current_release(flab, h) for h in flab.groups["app"]}
-    assert len(releases) == 1, releases
-    return releases.pop()
-
-
 def on_app1(name):
     """Trigger regex for the task ``name`` while app1 runs it (the first batch)."""
     return task_line(name)
@@ -92,7 +86,7 @@ def check_converged(flab, result, release, old):
 
 @pytest.mark.parametrize("task", KILL_AT)
 def test_controller_killed_then_a_plain_rerun_converges(flab, tmp_path, task):
-    old = serving(flab)
+    old = serving_release(flab)
     new = NEXT[old]
     result = deploy_runs(flab, tmp_path, [
         Run(release=new, triggers=[(on_app1(task), kill_group)]),
@@ -114,7 +108,7 @@ def test_controller_killed_then_a_plain_rerun_converges(flab, tmp_path, task):
 
 
 def test_tags_repair_only_repairs(flab, tmp_path):
-    old = serving(flab)
+    old = serving_release(flab)
     new = NEXT[old]
     result = deploy_runs(flab, tmp_path, [
         Run(release=new, triggers=[(on_app1("Drain the original"), kill_group)]),
@@ -135,7 +129,7 @@ def test_a_repair_acts_on_what_the_journal_recorded_not_on_this_runs_ports(flab,
     """Killed while app1's clone serves on 8081; the re-run has another clone port (8083). The
     repair still undoes what the journal says was touched (demo@8081, app1-clone at 8081), then
     the deploy clones on 8083. Repairing on this run's ports would leave demo@8081 running."""
-    old = serving(flab)
+    old = serving_release(flab)
     new = NEXT[old]
     apps = flab.groups["app"]
     result = deploy_runs(flab, tmp_path, [
@@ -170,7 +164,7 @@ def stray(flab, status):
 
 @pytest.mark.parametrize("status", [200, 404])
 def test_stray_listener_on_the_clone_port_is_refused_in_preflight(flab, tmp_path, status):
-    old = serving(flab)
+    old = serving_release(flab)
     apps = flab.groups["app"]
     stray(flab, status)
     try:
@@ -195,7 +189,7 @@ def test_stray_listener_on_the_clone_port_is_refused_in_preflight(flab, tmp_path
 
 
 def test_a_host_that_cannot_stage_stops_the_rollout_before_any_swap(flab, tmp_path):
-    old = serving(flab)
+    old = serving_release(flab)
     new = NEXT[old]
     apps = flab.groups["app"]
     releases = "%s/releases" % ROOT
@@ -225,7 +219,7 @@ def test_a_host_that_cannot_stage_stops_the_rollout_before_any_swap(flab, tmp_pa
 
 
 def test_two_deploys_at_once_one_refused_naming_the_holder(flab, tmp_path):
-    old = serving(flab)
+    old = serving_release(flab)
     first, second = NEXT[old], NEXT[NEXT[old]]
     result = deploy_runs(flab, tmp_path, [Run(release=first, wait=False), Run(release=second)])
     runs = result.runs
@@ -247,7 +241,7 @@ def tree_digest(flab, host, release_dir):
 
 
 def test_config_only_redeploy_makes_a_new_release_and_keeps_the_serving_one(flab, tmp_path):
-    release = serving(flab)
+    release = serving_release(flab)
     apps = flab.groups["app"]
     dirs = {h: current_dir(flab, h) for h in apps}
     digests = {h: tree_digest(flab, h, dirs[h]) for h in apps}
@@ -300,7 +294,7 @@ def reload_haproxy(flab):
     "Take the clone out of backend",        # the original back
 ])
 def test_haproxy_reload_during_the_deploy(flab, tmp_path, window):
-    old = serving(flab)
+    old = serving_release(flab)
     new = NEXT[old]
     result = deploy_runs(flab, tmp_path, [
         Run(release=new, triggers=[(on_app1(window), reload_haproxy(flab))])])
@@ -348,7 +342,7 @@ def samples(result, lb, since, until):
 
 
 def test_haproxy_restart_keeps_the_drain_and_fails_only_what_a_restart_alone_fails(flab, tmp_path):
-    old = serving(flab)
+    old = serving_release(flab)
     new = NEXT[old]
     apps = flab.groups["app"]
     # The restart alone: a deploy that has nothing to do, the same probes, a restart in it.
@@ -391,7 +385,7 @@ def restarts_since(flab, host, epoch):
 def deploy_with_failing_hook(flab, tmp_path, hook):
     """Deploy the next release with ``hook`` failing; app1's clone stood in, app2 was not
     reached: capacity held, nothing failed. Returns the run, both releases and app1's message."""
-    old = serving(flab)
+    old = serving_release(flab)
     new = NEXT[old]
     result = deploy(flab, tmp_path, release=new,
                     extra_vars={"rolling_hooks": {hook: os.path.join(HOOKS, "fail.yml")}})
@@ -431,7 +425,7 @@ def test_failing_hook_before_route_back_rolls_back_and_marks_nothing(flab, tmp_p
     old, new, message = deploy_with_failing_hook(flab, tmp_path, hook)[1:]
     assert "at step %s" % step in message, message
     assert "Rolled back" in message and "marked bad" not in message, message
-    assert serving(flab) == old
+    assert serving_release(flab) == old
     assert bad_marks(flab, "app1") == marks_before
     # Not marked, the same release deploys on a plain re-run.
     again = deploy(flab, mkdir(tmp_path / "again"), release=new)

@@ -36,13 +36,15 @@ def served(lab, workdir, release, after=None):
         return all(current_release(lab, h) == release and
                    (after is None or previous_release(lab, h) == after) for h in apps)
 
-    for step in steps if not there() else ():
-        if all(current_release(lab, h) == step for h in apps) and step != release:
-            continue
-        result = deploy(lab, os.path.join(workdir, "setup-" + step), release=step,
-                        extra_vars={"hitless_serial": "100%"})
-        assert result.rc == 0, "setup: deploying %s: %s" % (step, result.tail())
-        check_under_load(result, swapped=apps, app_hosts=apps)
+    if not there():
+        for step in steps:
+            # ``after`` already serving needs no deploy; ``release`` must come after it.
+            if step != release and all(current_release(lab, h) == step for h in apps):
+                continue
+            result = deploy(lab, os.path.join(workdir, "setup-" + step), release=step,
+                            extra_vars={"hitless_serial": "100%"})
+            assert result.rc == 0, "setup: deploying %s: %s" % (step, result.tail())
+            check_under_load(result, swapped=apps, app_hosts=apps)
     check_clean(lab, release)
     assert there(), {h: (current_release(lab, h), previous_release(lab, h)) for h in apps}
 

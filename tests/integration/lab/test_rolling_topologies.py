@@ -20,12 +20,10 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _deploy import (Run, base_name, check_clean, check_under_load,  # noqa: E402
+from _deploy import (NEXT, Run, base_name, check_clean, check_under_load,  # noqa: E402
                      current_release, deploy, deploy_runs, host_state, role_failures, show_stat,
                      task_line)
 from _labs import SSH_DOWN, SSH_UP, booted_labs, guest_run  # noqa: E402
-
-NEXT = {"v1": "v2", "v2": "v3", "v3": "v1"}
 
 
 @pytest.fixture(scope="module")
