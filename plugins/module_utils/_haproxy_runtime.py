@@ -430,6 +430,7 @@ def server_view(stat_row, state_row):
         "check_enabled": enabled,
         "check_in_progress": in_progress,
         "check_status": check_status or None,
+        # HAProxy 2.6 shows the last check's status while the next runs, but a code of 0.
         "check_code": None if in_progress else stat_row.get("check_code"),
         "check_desc": stat_row.get("check_desc"),
         "last_check": stat_row.get("last_chk"),

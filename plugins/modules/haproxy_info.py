@@ -115,7 +115,9 @@ backends:
           description: Result of the last health check (C(L7OK), C(L4CON), C(INI), ...), or null.
           type: str
         check_code:
-          description: Layer 7 code of the last check (HTTP status), or null.
+          description:
+            - Layer 7 code of the last check (HTTP status), or null.
+            - Null while a check runs (C(check_in_progress) true), because HAProxy clears the code until it ends.
           type: int
         check_desc:
           description: HAProxy's description of the last check result.
