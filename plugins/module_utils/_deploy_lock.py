@@ -47,8 +47,14 @@ def check_params(params):
                         % backend, "backend")
     if params.get("state") and not params.get("deploy_id"):
         raise LockError("deploy_id is required with state %s" % params["state"], "deploy_id")
-    if params.get("state") in ("held", "released") and not params.get("host"):
+    if params.get("state") in ("held", "released") and not entering(params):
         raise LockError("host is required with state %s" % params["state"], "host")
+
+
+def entering(params):
+    """The app hosts a call enters or leaves with: O(host), one name or a batch's list."""
+    host = params.get("host") or []
+    return [host] if isinstance(host, str) else [h for h in host if h]
 
 
 def lock_path(lock_dir, backend):
@@ -111,11 +117,11 @@ def _created(params, hosts, now, **extra):
 
 
 def _held(params, lock, now):
-    """The lock after ``params``' deploy enters it; raises when another deploy holds it."""
-    deploy_id, host = params["deploy_id"], params["host"]
+    """The lock after ``params``' deploy enters it with its hosts (one, or a batch); raises when
+    another deploy holds it."""
+    deploy_id, batch = params["deploy_id"], entering(params)
     hosts = list(params.get("hosts") or [])
-    if host not in hosts:
-        hosts.append(host)
+    hosts += [h for h in batch if h not in hosts]
     if lock is None:
         return _created(params, hosts, now), None
     if lock.get("deploy_id") == deploy_id:
@@ -125,16 +131,15 @@ def _held(params, lock, now):
         entered_by = lock.get("entered_by")
         if entered_by is None:
             # A lock written before runs were recorded: hosts are entered as they were then.
-            if host in listed:
-                return lock, None
-            return dict(lock, hosts=listed + [host], updated=now), None
-        if host in listed and entered_by.get(host) == run:
+            added = [h for h in batch if h not in listed]
+            return (dict(lock, hosts=listed + added, updated=now) if added else lock), None
+        if all(h in listed and entered_by.get(h) == run for h in batch):
             return lock, None
-        # Another run of the same rollout (a slice) enters: it answers for this host and for
-        # its other hosts nobody listed yet, as a run that creates the lock does.
+        # Another run of the same rollout (a slice, a re-run that resumes) enters: it answers
+        # for these hosts and for its other hosts nobody listed yet, as a run that creates the
+        # lock does.
         added = [h for h in hosts if h not in listed]
-        entered_by = dict(entered_by, **dict.fromkeys(added, run))
-        entered_by[host] = run
+        entered_by = dict(entered_by, **dict.fromkeys(added + batch, run))
         holders = dict(lock.get("holders") or {})
         holders.setdefault(run, holder)
         return dict(lock, hosts=listed + added, entered_by=entered_by, holders=holders,
@@ -170,7 +175,8 @@ def _keeping(lock, hosts, now):
 def _released(params, lock, now):
     if lock is None or lock.get("deploy_id") != params["deploy_id"]:
         return lock
-    hosts = [h for h in lock.get("hosts", []) if h != params["host"]]
+    leaving = entering(params)
+    hosts = [h for h in lock.get("hosts", []) if h not in leaving]
     if hosts == lock.get("hosts", []):
         return lock
     return _keeping(lock, hosts, now)

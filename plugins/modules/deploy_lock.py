@@ -39,7 +39,8 @@ options:
     description:
       - V(held) enters the lock for O(host), creating it with O(hosts) when it is free, and fails
         when another rollout holds it.
-      - V(released) removes O(host) from the lock; the lock is free when no host is left.
+      - V(released) removes the hosts of O(host) from the lock; the lock is free when no host is
+        left.
       - V(absent) frees the lock if O(deploy_id) holds it (a rollout that stops).
       - V(released) and V(absent) never touch a lock held by another O(deploy_id).
     type: str
@@ -53,8 +54,13 @@ options:
     type: str
     default: ""
   host:
-    description: The app host entering or leaving (O(state=held), O(state=released)).
-    type: str
+    description:
+      - The app host entering or leaving (O(state=held), O(state=released)), or a list of them,
+        so that the hosts of a serial batch enter or leave in one call per HAProxy host.
+      - A run entering with the same O(deploy_id) as the lock's answers for these hosts from
+        then on (the slices of a sliced job, a re-run that resumes).
+    type: list
+    elements: str
   hosts:
     description: All app hosts of the rollout, listed when the lock is created.
     type: list
@@ -120,6 +126,16 @@ EXAMPLES = r"""
     state: released
   delegate_to: "{{ item }}"
   loop: "{{ groups['haproxy'] }}"
+
+- name: Or leave it once for the whole serial batch
+  hitless.deploy.deploy_lock:
+    backend: demo
+    deploy_id: "{{ lock.results[0].deploy_id }}"
+    host: "{{ ansible_play_batch }}"
+    state: released
+  delegate_to: "{{ item }}"
+  loop: "{{ groups['haproxy'] }}"
+  run_once: true
 """
 
 RETURN = r"""
@@ -184,7 +200,7 @@ def main():
             backend=dict(type="str", required=True),
             state=dict(type="str", default="held", choices=list(STATES)),
             deploy_id=dict(type="str", default=""),
-            host=dict(type="str"),
+            host=dict(type="list", elements="str"),
             hosts=dict(type="list", elements="str", default=[]),
             holder=dict(type="dict", default={}),
             takeover_from=dict(type="str"),

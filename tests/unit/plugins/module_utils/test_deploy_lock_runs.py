@@ -123,3 +123,33 @@ def test_a_lock_written_before_runs_were_recorded_behaves_as_before(tmp_path):
     assert call(tmp_path, "held", "app2", SLICE2, ["app2"])["lock"]["hosts"] == ["app1", "app2"]
     call(tmp_path, "absent", "app2", SLICE2)
     assert read(tmp_path) is None
+
+
+def test_a_batch_enters_and_leaves_in_one_call_per_haproxy_host(tmp_path):
+    # The rolling role: one call for the hosts of a serial batch, not one per app host.
+    hosts = ["app1", "app2", "app3", "app4"]
+    entered = call(tmp_path, "held", ["app1", "app2"], SLICE1, hosts)
+    assert entered["changed"] and entered["lock"]["hosts"] == hosts
+    assert not call(tmp_path, "held", ["app3", "app4"], SLICE1, hosts)["changed"]
+    left = call(tmp_path, "released", ["app1", "app2"], SLICE1)
+    assert left["changed"] and left["lock"]["hosts"] == ["app3", "app4"]
+    assert call(tmp_path, "released", ["app3", "app4"], SLICE1)["lock"] is None
+    assert read(tmp_path) is None
+
+
+def test_a_run_that_resumes_answers_for_its_whole_batch(tmp_path):
+    # SLICE1's process is gone; a re-run with the same deploy id enters with its batch, so a
+    # stop of this run (absent) takes every host of the batch out, not only the first.
+    call(tmp_path, "held", ["app1", "app2"], SLICE1, ["app1", "app2", "app3"])
+    resumed = call(tmp_path, "held", ["app1", "app2"], SLICE2, ["app1", "app2", "app3"])["lock"]
+    assert resumed["entered_by"] == {"app1": run_of(SLICE2), "app2": run_of(SLICE2),
+                                     "app3": run_of(SLICE1)}
+    assert call(tmp_path, "absent", [], SLICE2)["lock"]["hosts"] == ["app3"]
+
+
+def test_a_batch_without_hosts_is_refused_naming_host(tmp_path):
+    for state in ("held", "released"):
+        with pytest.raises(LockError) as refused:
+            call(tmp_path, state, [], SLICE1, ["app1"])
+        assert refused.value.param == "host"
+    assert read(tmp_path) is None
