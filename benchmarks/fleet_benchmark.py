@@ -765,7 +765,7 @@ def markdown(report, summary, plotted, json_rel, timeline_rel, scaling_rel, comp
         % (m.get("ansible_package"), m.get("community_general")))
     say("- **hitless.deploy.rolling** (`playbooks/rolling.yml`, `hitless_serial`): every host "
         "checked and the release staged, then per serial batch: clone, route to the clone, "
-        "upgrade, check, route back, clean up; old releases pruned at the end.\n")
+        "upgrade (old releases pruned as `current` moves), check, route back, clean up.\n")
     say("## Setup\n")
     say("| what | value |\n| --- | --- |")
     say("| labs | `tests/lab/lab.py up --name benchfN --app-hosts N --lb-hosts M`, one per "

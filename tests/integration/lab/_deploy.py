@@ -361,11 +361,13 @@ def serving_release(lab):
 
 
 # One ssh round trip per host: the state check_clean needs, as KEY=VALUE lines.
+KEPT_RELEASES = 5
 CLEAN_STATE = (
     "echo clone=$(systemctl is-active {app}@{clone}); "
     "echo drop_in=$(test -e /run/systemd/system/{app}@{clone}.service.d && echo yes || echo no); "
     "echo current=$(readlink {root}/current); "
     "echo journal=$(test -e {root}/.hitless/journal.json && echo open || echo closed); "
+    "echo releases=$(ls -A {root}/releases | grep -vc '^[.]'); "
     "echo running=$(systemctl list-units '{app}@*' --all --plain --no-legend "
     "| awk '$3 != \"inactive\" {{print $1}}')"
 ).format(app=APP, clone=CLONE_PORT, root=ROOT)
@@ -386,6 +388,10 @@ def check_clean(lab, release, app_hosts=None):
         current = base_name(os.path.basename(state["current"]))
         assert current == release, "%s: current is %s, expected %s" % (host, current, release)
         assert state["running"].split() == ["%s@%d.service" % (APP, PORT)], (host, state)
+        # rolling_keep_releases (5, the role's default) and, besides, current and previous.
+        assert int(state["releases"]) <= KEPT_RELEASES + 2, (
+            "%s: %s releases left, rolling_keep_releases is %d" % (host, state["releases"],
+                                                                   KEPT_RELEASES))
     for lb in lb_hosts(lab):
         servers = show_stat(lab, lb)
         # A clone slot declared in the configuration stays, in maint; nothing else may.

@@ -67,7 +67,7 @@ APP_HOSTS = 4
 DOCS = os.path.join(REPO, "docs", "awx")
 PROJECT = os.path.join(DOCS, "project")
 TASKS = os.path.join(REPO, "roles", "rolling", "tasks")
-ENTRY_POINTS = ("stage", "swap", "finish")  # playbooks/rolling.yml's plays, in order
+ENTRY_POINTS = ("stage", "swap")  # playbooks/rolling.yml's plays, in order
 PHASES = ["preflight", "prepare", "clone", "route_to_clone", "upgrade", "post_start",
           "route_back", "cleanup"]
 TOKEN = "hitless-awx-test-token-%d" % os.getpid()
