@@ -511,3 +511,47 @@ def summary(checks, settings, outcome):
         failing.append("the last round passed, but %d consecutive passing round(s) are required, got %d"
                        % (settings["require_consecutive"], outcome["consecutive"]))
     return "post_start checks failed, %s after %s: %s" % (why, rounds, " | ".join(failing))
+
+
+def argument_spec():
+    """The options of app_check, also the checks part of app_move."""
+    http = dict(
+        url=dict(type="str"),
+        path=dict(type="str"),
+        method=dict(type="str", default="GET", choices=list(HTTP_METHODS)),
+        status=dict(type="raw", default=200),
+        body_regex=dict(type="str"),
+        headers=dict(type="dict"),
+        request_headers=dict(type="dict"),
+        secret_headers=dict(type="dict", no_log=True),
+        timeout=dict(type="float", default=5),
+        validate_certs=dict(type="bool", default=True),
+    )
+    tcp = dict(
+        host=dict(type="str"),
+        port=dict(type="int"),
+        timeout=dict(type="float", default=5),
+    )
+    command = dict(
+        argv=dict(type="list", elements="str"),
+        cmd=dict(type="str"),
+        rc=dict(type="int", default=0),
+        stdout_regex=dict(type="str"),
+        timeout=dict(type="float", default=30),
+    )
+    check = dict(
+        name=dict(type="str"),
+        http=dict(type="dict", options=http),
+        tcp=dict(type="dict", options=tcp),
+        command=dict(type="dict", options=command),
+    )
+    return dict(
+        checks=dict(type="list", elements="dict", required=True, options=check),
+        host=dict(type="str", default="127.0.0.1"),
+        port=dict(type="int"),
+        retries=dict(type="int"),
+        interval=dict(type="float", default=1),
+        deadline=dict(type="float", default=60),
+        initial_delay=dict(type="float", default=0),
+        require_consecutive=dict(type="int", default=1),
+    )

@@ -29,6 +29,21 @@ RUNNING = ("active", "activating", "reloading")
 POLL_INTERVAL = 0.1
 
 
+# The options of app_instance, also the instance part of app_move.
+ARGUMENT_SPEC = dict(
+    name=dict(type="str", required=True),
+    port=dict(type="int", required=True),
+    state=dict(type="str", default="started", choices=["started", "stopped", "restarted", "absent"]),
+    release_path=dict(type="path"),
+    environment_file=dict(type="str", default=".env"),
+    original_port=dict(type="int"),
+    wait=dict(type="bool", default=True),
+    wait_host=dict(type="str", default="127.0.0.1"),
+    wait_timeout=dict(type="int", default=60),
+    runtime_dir=dict(type="path", default="/run/systemd/system"),
+)
+
+
 class InstanceError(Exception):
     """A refusal or failure; ``param`` names the module option at fault."""
 

@@ -267,56 +267,13 @@ results:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.hitless.deploy.plugins.module_utils._app_check import (
-    HTTP_METHODS,
     CheckError,
+    argument_spec,
     parse_checks,
     parse_settings,
     run_rounds,
     summary,
 )
-
-
-def argument_spec():
-    http = dict(
-        url=dict(type="str"),
-        path=dict(type="str"),
-        method=dict(type="str", default="GET", choices=list(HTTP_METHODS)),
-        status=dict(type="raw", default=200),
-        body_regex=dict(type="str"),
-        headers=dict(type="dict"),
-        request_headers=dict(type="dict"),
-        secret_headers=dict(type="dict", no_log=True),
-        timeout=dict(type="float", default=5),
-        validate_certs=dict(type="bool", default=True),
-    )
-    tcp = dict(
-        host=dict(type="str"),
-        port=dict(type="int"),
-        timeout=dict(type="float", default=5),
-    )
-    command = dict(
-        argv=dict(type="list", elements="str"),
-        cmd=dict(type="str"),
-        rc=dict(type="int", default=0),
-        stdout_regex=dict(type="str"),
-        timeout=dict(type="float", default=30),
-    )
-    check = dict(
-        name=dict(type="str"),
-        http=dict(type="dict", options=http),
-        tcp=dict(type="dict", options=tcp),
-        command=dict(type="dict", options=command),
-    )
-    return dict(
-        checks=dict(type="list", elements="dict", required=True, options=check),
-        host=dict(type="str", default="127.0.0.1"),
-        port=dict(type="int"),
-        retries=dict(type="int"),
-        interval=dict(type="float", default=1),
-        deadline=dict(type="float", default=60),
-        initial_delay=dict(type="float", default=0),
-        require_consecutive=dict(type="int", default=1),
-    )
 
 
 def main():

@@ -194,6 +194,7 @@ diff:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.hitless.deploy.plugins.module_utils._app_instance import (
+    ARGUMENT_SPEC,
     InstanceError,
     Systemctl,
     ensure,
@@ -202,18 +203,7 @@ from ansible_collections.hitless.deploy.plugins.module_utils._app_instance impor
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            name=dict(type="str", required=True),
-            port=dict(type="int", required=True),
-            state=dict(type="str", default="started", choices=["started", "stopped", "restarted", "absent"]),
-            release_path=dict(type="path"),
-            environment_file=dict(type="str", default=".env"),
-            original_port=dict(type="int"),
-            wait=dict(type="bool", default=True),
-            wait_host=dict(type="str", default="127.0.0.1"),
-            wait_timeout=dict(type="int", default=60),
-            runtime_dir=dict(type="path", default="/run/systemd/system"),
-        ),
+        argument_spec=ARGUMENT_SPEC,
         supports_check_mode=True,
     )
     systemctl = Systemctl(
