@@ -39,8 +39,9 @@ TIMING_ENV = {
     "ANSIBLE_CALLBACKS_ENABLED": "hitless_timing",
 }
 ACTIONS = {
-    "start": ("hitless.deploy.app_instance",),
-    "check": ("hitless.deploy.app_check",),
+    # app_move starts an instance and checks it in one call.
+    "start": ("hitless.deploy.app_instance", "hitless.deploy.app_move"),
+    "check": ("hitless.deploy.app_check", "hitless.deploy.app_move"),
     "haproxy": ("hitless.deploy.haproxy_server",),
 }
 
@@ -115,9 +116,9 @@ def waits_of(events, host):
             if event["action"] in ACTIONS["start"] and item["state"] in ("started", "restarted") \
                     and item["changed"]:
                 waits["app_start"] += STARTUP_DELAY
-            elif event["action"] in ACTIONS["check"]:
+            if event["action"] in ACTIONS["check"]:
                 waits["app_checks"] += elapsed
-            elif event["action"] in ACTIONS["haproxy"] and item["state"] == "ready":
+            if event["action"] in ACTIONS["haproxy"] and item["state"] == "ready":
                 waits["haproxy_ready"] += min(elapsed, nominal_ready)
             elif event["action"] in ACTIONS["haproxy"] and item["state"] in ("drain", "absent"):
                 waits["drain"] += elapsed

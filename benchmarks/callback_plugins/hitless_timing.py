@@ -70,5 +70,9 @@ class CallbackModule(CallbackBase):
 
 def _item(result):
     args = (result.get("invocation") or {}).get("module_args") or {}
-    return {"elapsed": result.get("elapsed"), "state": args.get("state"),
+    # app_move: the instance part's state, the checks part's elapsed time.
+    instance = args.get("instance") or {}
+    checks = (result.get("parts") or {}).get("checks") or {}
+    return {"elapsed": result.get("elapsed", checks.get("elapsed")),
+            "state": args.get("state", instance.get("state")),
             "changed": bool(result.get("changed")), "skipped": bool(result.get("skipped"))}
