@@ -513,6 +513,13 @@ def summary(checks, settings, outcome):
     return "post_start checks failed, %s after %s: %s" % (why, rounds, " | ".join(failing))
 
 
+def check_result(checks, settings, outcome):
+    """What app_check returns (and app_move's checks part), from run_rounds' ``outcome``."""
+    return {"changed": False, "msg": summary(checks, settings, outcome),
+            "elapsed": outcome["elapsed"], "rounds": outcome["rounds"],
+            "results": [check.result() for check in checks]}
+
+
 def argument_spec():
     """The options of app_check, also the checks part of app_move."""
     http = dict(

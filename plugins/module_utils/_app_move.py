@@ -91,9 +91,7 @@ def _checks(options, check_mode):
         # The instance was not started: there is nothing yet to check.
         return {"changed": False, "skipped": True, "msg": "not run in check mode"}
     outcome = _app_check.run_rounds(checks, settings)
-    result = {"changed": False, "msg": _app_check.summary(checks, settings, outcome),
-              "elapsed": outcome["elapsed"], "rounds": outcome["rounds"],
-              "results": [check.result() for check in checks]}
+    result = _app_check.check_result(checks, settings, outcome)
     if not outcome["passed"]:
         raise MoveError("checks", result["msg"], None, result)
     return result

@@ -269,10 +269,10 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.hitless.deploy.plugins.module_utils._app_check import (
     CheckError,
     argument_spec,
+    check_result,
     parse_checks,
     parse_settings,
     run_rounds,
-    summary,
 )
 
 
@@ -285,13 +285,7 @@ def main():
         module.fail_json(msg=e.msg, param=e.param)
     # Check mode runs the checks too: they only read.
     outcome = run_rounds(checks, settings)
-    result = dict(
-        changed=False,
-        msg=summary(checks, settings, outcome),
-        elapsed=outcome["elapsed"],
-        rounds=outcome["rounds"],
-        results=[check.result() for check in checks],
-    )
+    result = check_result(checks, settings, outcome)
     if not outcome["passed"]:
         module.fail_json(**result)
     module.exit_json(**result)
