@@ -55,6 +55,14 @@ class MoveError(Exception):
         self.result = result or {}
 
 
+def _named(part, msg, param=None):
+    """``msg`` prefixed with its part and, as app_instance does, its parameter when it does not
+    already start with it: ``instance: port: ...``."""
+    if param and not msg.startswith(param):
+        msg = "%s: %s" % (param, msg)
+    return "%s: %s" % (part, msg)
+
+
 def validated(part, spec, options):
     """``options`` of ``part`` checked and completed with defaults, or MoveError naming it."""
     if not isinstance(options, dict):
@@ -86,7 +94,7 @@ def _checks(options, check_mode):
         settings = _app_check.parse_settings(options)
         checks = _app_check.parse_checks(options)
     except _app_check.CheckError as e:
-        raise MoveError("checks", "checks: %s" % e.msg, e.param)
+        raise MoveError("checks", _named("checks", e.msg, e.param), e.param)
     if check_mode:
         # The instance was not started: there is nothing yet to check.
         return {"changed": False, "skipped": True, "msg": "not run in check mode"}
@@ -109,8 +117,9 @@ def _run_part(part, options, systemctl, check_mode):
             return _app_instance.ensure(options, systemctl, check_mode)
         return _checks(options, check_mode)
     except (_journal.JournalError, _release.ReleaseError, _app_instance.InstanceError) as e:
-        raise MoveError(part, "%s: %s" % (part, e.msg), e.param,
-                        {"active_state": getattr(e, "unit_state", None) and e.unit_state.get("ActiveState")})
+        unit_state = getattr(e, "unit_state", None) or {}
+        raise MoveError(part, _named(part, e.msg, e.param), e.param,
+                        {"active_state": unit_state.get("ActiveState"), "sub_state": unit_state.get("SubState")})
     except (IOError, OSError) as e:
         raise MoveError(part, "%s: %s" % (part, e), None)
 

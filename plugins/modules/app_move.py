@@ -99,6 +99,16 @@ param:
   description: The option at fault within the part, when one is.
   returned: failure
   type: str
+active_state:
+  description: The unit's C(ActiveState) when the O(instance) part failed on it, as M(hitless.deploy.app_instance) returns it.
+  returned: failure of the instance part
+  type: str
+  sample: failed
+sub_state:
+  description: The unit's C(SubState) when the O(instance) part failed on it.
+  returned: failure of the instance part
+  type: str
+  sample: failed
 """
 
 from ansible.module_utils.basic import AnsibleModule

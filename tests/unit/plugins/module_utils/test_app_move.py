@@ -54,7 +54,9 @@ def test_a_failing_instance_names_its_part_after_the_journal_was_written(tmp_pat
             Systemctl(no_template), False)
     error = failed.value
     assert error.part == "instance" and error.param == "name", error.msg
-    assert error.msg.startswith("instance: ") and "does not exist" in error.msg
+    # Part, then parameter, as app_instance names its parameter.
+    assert error.msg.startswith("instance: name: ") and "does not exist" in error.msg
+    assert set(error.result) >= {"active_state", "sub_state"}
     # Written before the instance was touched, and not closed: a repair will find it.
     assert os.path.exists(journal(root)) and list(error.result["parts"]) == ["journal"]
 
