@@ -33,7 +33,7 @@ from _deploy import (NEXT, APP, CLONE_PORT, FAST, PORT, ROOT, Run, base_name,  #
                      check_clean, check_under_load, current_dir, current_release, deploy,
                      deploy_runs, host_state, kill_group, role_failures, serving_release, sh,
                      task_line)
-from _labs import BootedLab, LabError, booted_lab  # noqa: E402
+from _labs import BootedLab, LabError, booted_lab, ensure_releases  # noqa: E402
 
 HOOKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hooks")
 # app1's sequence, each task at whose start the controller dies.
@@ -57,7 +57,9 @@ def flab():
     if os.geteuid() != 0:
         pytest.skip("the lab needs root (overlay mounts, bridges, systemd-nspawn)")
     if os.environ.get("HITLESS_FAULT_LAB"):
-        # A lab already up (make lab-up): quicker to iterate on; it is left running.
+        # A lab already up (make lab-up): quicker to iterate on; it is left running. Only
+        # booted_lab builds the releases otherwise.
+        ensure_releases()
         yield BootedLab("reused", os.environ["HITLESS_FAULT_LAB"], None)
         return
     try:
