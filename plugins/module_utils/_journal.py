@@ -19,6 +19,7 @@ import json
 import os
 import time
 
+from ansible_collections.hitless.deploy.plugins.module_utils import _release_index
 from ansible_collections.hitless.deploy.plugins.module_utils._atomic import fsync_dir, write_json
 from ansible_collections.hitless.deploy.plugins.module_utils._listeners import (
     describe, listeners, process_cwd)
@@ -107,11 +108,14 @@ def instance(show, name, port, releases_dir, proc="/proc"):
 
 
 def observe(root, name, ports, show, proc="/proc"):
+    kept = _release_index.index(root)
     return {
         "current": link_name(os.path.join(root, "current")),
         "current_is_link": os.path.islink(os.path.join(root, "current")),
         "previous": link_name(os.path.join(root, "previous")),
         "free_mb": free_mb(root),
+        "releases": kept["releases"],
+        "bad": kept["bad"],
         "instances": dict((str(port), instance(show, name, port, os.path.join(root, "releases"), proc))
                           for port in ports),
     }

@@ -15,7 +15,6 @@ import json
 import os
 import posixpath
 import pwd
-import re
 import shutil
 import stat
 import tarfile
@@ -23,20 +22,16 @@ import time
 import uuid
 import zipfile
 
+from ansible_collections.hitless.deploy.plugins.module_utils import _release_index as _index
 from ansible_collections.hitless.deploy.plugins.module_utils._atomic import write_file
+from ansible_collections.hitless.deploy.plugins.module_utils._release_index import (  # noqa: F401
+    BAD_DIR, RECORD, SERVED_DIR, natural_key, parse_mark, read_record)
 from ansible_collections.hitless.deploy.plugins.module_utils._release_files import (
     check_files, content_differs, files_digest, write_files)
 
-RECORD = ".hitless-release.json"
-BAD_DIR = os.path.join(".hitless", "bad")
-# One empty file per release, its mtime the last time the release was made current: pruning
-# keeps the releases served most recently, whatever their names (v2+DIGEST variants sort by
-# digest, git hashes at random).
-SERVED_DIR = os.path.join(".hitless", "served")
 PIN_DIR = "/run/systemd/system"
 PIN_FILE = "hitless-pin.conf"
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
-_DIGITS = re.compile(r"(\d+)")
 
 
 class ReleaseError(Exception):
@@ -47,13 +42,6 @@ class ReleaseError(Exception):
         self.msg = msg
         self.param = param
         self.details = details
-
-
-def natural_key(name):
-    """Sort key so that ``v9 < v10`` and ``1.2 < 1.10``; ties broken by the plain name."""
-    parts = _DIGITS.split(name)
-    # re.split with a group alternates text/digits, so each index always holds the same type.
-    return ([int(p) if i % 2 else p for i, p in enumerate(parts)], name)
 
 
 def check_name(name):
@@ -230,15 +218,6 @@ def source_digest(src):
     if os.path.isdir(src):
         return "tree:" + sha256_tree(src)
     return sha256_file(src)
-
-
-def read_record(release_dir):
-    try:
-        with open(os.path.join(release_dir, RECORD)) as f:
-            record = json.load(f)
-    except (IOError, OSError, ValueError):
-        return {}
-    return record if isinstance(record, dict) else {}
 
 
 def write_record(release_dir, record, uid=-1, gid=-1):
@@ -659,12 +638,7 @@ def read_bad_mark(path):
         raise ReleaseError("bad mark %s is not a regular file; refusing to read or remove it"
                            % path, "name")
     with open(path, "rb") as f:
-        text = f.read(1 << 16).decode("utf-8", "replace")
-    try:
-        mark = json.loads(text)
-    except ValueError:
-        mark = None
-    return mark if isinstance(mark, dict) else {"cause": text.strip()}
+        return parse_mark(f.read(1 << 16).decode("utf-8", "replace"))
 
 
 def _as_text(value):
@@ -843,22 +817,8 @@ def mark_served(layout, name):
 
 
 def recency(layout, name):
-    """Sort key of a release for pruning: when it was last made current, or else created (its
-    record, else its directory's mtime); then its name."""
-    times = []
-    try:
-        times.append(os.stat(layout.served_mark(name)).st_mtime)
-    except OSError:
-        pass
-    created = read_record(layout.release(name)).get("created")
-    try:
-        times.append(datetime.datetime.fromisoformat(created).timestamp())
-    except (TypeError, ValueError):
-        try:
-            times.append(os.stat(layout.release(name)).st_mtime)
-        except OSError:
-            pass
-    return (max(times or [0.0]), natural_key(name))
+    """Sort key of a release for pruning (see _release_index.recency)."""
+    return _index.recency(layout.root, name)
 
 
 def switch(layout, target, plan, check_mode, move_previous):

@@ -79,6 +79,17 @@ host:
     free_mb:
       description: MiB available under O(root).
       type: int
+    releases:
+      description: The release directories under C(ROOT/releases), the most recently made current first.
+      type: list
+      elements: str
+      sample: [v3, v2, v1]
+    bad:
+      description:
+        - The bad marks under C(ROOT/.hitless/bad) by release (a mark can outlive its release),
+          each as M(hitless.deploy.release) returns RV(hitless.deploy.release#module:bad_mark).
+      type: dict
+      sample: {broken: {step: post_start, task: Run post_start checks on the original, cause: "GET /health returned 500"}}
     instances:
       description:
         - For each of O(ports) (as a string key), C(unit), C(active_state), C(sub_state),

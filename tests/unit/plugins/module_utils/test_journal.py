@@ -71,6 +71,7 @@ def test_info_reports_links_and_instances(tmp_path, monkeypatch):
     assert host["instances"]["8080"]["fixed_view"] and not host["instances"]["8081"]["fixed_view"]
     assert host["instances"]["8081"]["foreign_listeners"] == ["pid 7 (python3 stray.py, unit stray.service)"]
     assert not result["changed"] and result["journal"] is None
+    assert (host["releases"], host["bad"]) == (["v1"], {})
 
 
 def test_a_torn_journal_is_an_error_not_an_empty_one(tmp_path):
