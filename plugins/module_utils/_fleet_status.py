@@ -1,0 +1,222 @@
+# -*- coding: utf-8 -*-
+# Copyright: hitless.deploy contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What runs where: the fleet's state from one read of every app host and HAProxy host, and
+what in it is inconsistent, with what to run.
+
+Input is what the status entry point of the rolling role registers: per app host the result
+of ``hitless.deploy.deploy_journal_info`` with the host's names (app, ports, servers), per
+HAProxy host and backend the results of ``hitless.deploy.haproxy_info`` and
+``hitless.deploy.deploy_lock_info``. A host that could not be read is a finding, not an error.
+
+Stdlib only: the filter plugin ``hitless.deploy.fleet_status`` runs it on the controller.
+"""
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+
+
+def when(epoch):
+    """Epoch seconds as UTC text, or None."""
+    try:
+        moment = datetime.datetime.fromtimestamp(float(epoch), datetime.timezone.utc)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _failure(result):
+    """Why a registered result holds no reading, or None when it does."""
+    if not isinstance(result, dict):
+        return "nothing was read"
+    if result.get("unreachable"):
+        return "unreachable: %s" % str(result.get("msg", "")).strip()
+    if result.get("failed") or result.get("skipped"):
+        return str(result.get("msg", "failed")).strip() or "failed"
+    return None
+
+
+def _instance(instances, port, name):
+    seen = instances.get(str(port)) or {}
+    return {"unit": seen.get("unit") or "%s@%s.service" % (name, port), "port": int(port),
+            "state": seen.get("active_state") or "unknown", "release": seen.get("running_release"),
+            "pid": seen.get("main_pid")}
+
+
+def app_row(spec, read):
+    """One app host and app: its instance and clone, links, releases, journals."""
+    row = {"host": spec["host"], "app": spec["app"], "backend": spec["backend"],
+           "server": spec["server"], "clone_server": spec["clone_server"], "error": _failure(read)}
+    if row["error"]:
+        return row
+    host = read.get("host") or {}
+    instances = host.get("instances") or {}
+    journal, last = read.get("journal"), read.get("last")
+    row.update(
+        instance=_instance(instances, spec["port"], spec["app"]),
+        clone=_instance(instances, spec["clone_port"], spec["app"]),
+        current=host.get("current"), current_is_link=bool(host.get("current_is_link")),
+        previous=host.get("previous"), releases=list(host.get("releases") or []),
+        bad=dict(host.get("bad") or {}),
+        journal=journal and {"deploy_id": journal.get("deploy_id"), "step": journal.get("step"),
+                             "since": when(journal.get("started")), "updated": when(journal.get("updated"))},
+        last=last and {"deploy_id": last.get("deploy_id"), "outcome": last.get("outcome"),
+                       "ended": when(last.get("ended"))})
+    return row
+
+
+def lb_row(host, backend, info, lock_info):
+    """One HAProxy host and backend: its servers and who holds the deploy lock."""
+    row = {"host": host, "backend": backend, "error": _failure(info) or _failure(lock_info)}
+    if row["error"]:
+        return row
+    servers = ((info.get("backends") or {}).get(backend) or {}).get("servers") or {}
+    row["servers"] = dict((name, {"status": s.get("status"), "admin_state": s.get("admin_state"),
+                                  "scur": s.get("scur")}) for name, s in servers.items())
+    if (info.get("backends") or {}).get(backend) is None:
+        row["error"] = "no backend %s" % backend
+    lock = lock_info.get("lock")
+    row["lock"] = lock and {"deploy_id": lock.get("deploy_id"), "holder": lock.get("holder") or {},
+                            "hosts": lock.get("hosts") or [], "since": when(lock.get("since"))}
+    return row
+
+
+def _flag(where, what, fix):
+    return {"host": where, "what": what, "fix": fix}
+
+
+def _app_flags(row, deploying):
+    host, app = row["host"], row["app"]
+    limit = " --limit %s" % host
+    if row["error"]:
+        return [_flag(host, "%s was not read: %s" % (app, row["error"]),
+                      "check the host answers: ansible %s -m ansible.builtin.ping" % host)]
+    flags = []
+    journal = row["journal"]
+    if journal and journal["deploy_id"] not in deploying:
+        flags.append(_flag(host, "deploy %s of %s stopped at step %s (since %s) and nobody holds its lock"
+                           % (journal["deploy_id"], app, journal["step"], journal["since"]),
+                           "finish or undo it: ansible-playbook hitless.deploy.rolling --tags repair" + limit))
+    under_way = bool(journal) or bool(deploying)
+    if not row["current_is_link"]:
+        flags.append(_flag(host, "%s: current is not a symlink to a release" % app,
+                           "deploy a release: ansible-playbook hitless.deploy.rolling" + limit))
+    if row["current"] in row["bad"]:
+        mark = row["bad"][row["current"]]
+        flags.append(_flag(host, "%s: current release %s is marked bad (%s at %s)"
+                           % (app, row["current"], mark.get("cause"), mark.get("step")),
+                           "deploy a good release (the mark only refuses deploying it again)"))
+    if under_way:
+        return flags
+    instance, clone = row["instance"], row["clone"]
+    if instance["state"] != "active":
+        flags.append(_flag(host, "%s is %s" % (instance["unit"], instance["state"]),
+                           "see journalctl -u %s, then systemctl start %s (its server gets traffic again "
+                           "after passing checks)" % (instance["unit"], instance["unit"])))
+    elif instance["release"] and row["current"] and instance["release"] != row["current"]:
+        flags.append(_flag(host, "%s runs release %s but current is %s"
+                           % (instance["unit"], instance["release"], row["current"]),
+                           "restart it behind a clone: ansible-playbook hitless.deploy.rolling "
+                           "-e hitless_release_name=%s%s" % (row["current"], limit)))
+    if clone["state"] not in ("inactive", "failed", "unknown"):
+        flags.append(_flag(host, "clone %s is %s (release %s) with no deploy under way"
+                           % (clone["unit"], clone["state"], clone["release"]),
+                           "when HAProxy sends it nothing (server %s in MAINT), systemctl stop %s"
+                           % (row["clone_server"], clone["unit"])))
+    return flags
+
+
+def _lb_flags(row, rows_of_backend):
+    where = row["host"]
+    if row["error"]:
+        return [_flag(where, "backend %s was not read: %s" % (row["backend"], row["error"]),
+                      "check HAProxy runs there and its admin socket answers")]
+    if row["lock"]:
+        return []
+    flags = []
+    set_state = ("ansible %s -m hitless.deploy.haproxy_server -a 'backend=%s server=%%s state=%%s'"
+                 % (where, row["backend"]))
+    for app in rows_of_backend:
+        server = row["servers"].get(app["server"])
+        if server is None:
+            flags.append(_flag(where, "backend %s has no server %s (app host %s)"
+                               % (row["backend"], app["server"], app["host"]),
+                               "declare it (role hitless.deploy.haproxy)"))
+        elif server["admin_state"] != "ready":
+            flags.append(_flag(where, "server %s/%s is in %s with nobody deploying"
+                               % (row["backend"], app["server"], server["admin_state"].upper()),
+                               "%s (back in service after fresh passing checks)"
+                               % set_state % (app["server"], "ready")))
+        elif not str(server["status"] or "").startswith("UP"):
+            flags.append(_flag(where, "server %s/%s is %s" % (row["backend"], app["server"], server["status"]),
+                               "see why the health check fails on %s" % app["host"]))
+        clone = row["servers"].get(app["clone_server"])
+        if clone is not None and clone["admin_state"] != "maint":
+            flags.append(_flag(where, "clone server %s/%s is in service (%s) with nobody deploying"
+                               % (row["backend"], app["clone_server"], clone["status"]),
+                               set_state % (app["clone_server"], "maint")))
+    return flags
+
+
+def fleet_status(apps, lbs):
+    """``apps``: [{"spec": names, "read": deploy_journal_info result}]; ``lbs``: [{"host",
+    "backend", "info": haproxy_info result, "lock": deploy_lock_info result}]. Returns the
+    rows and the flags, each flag with what to run."""
+    app_rows = [app_row(a["spec"], a["read"]) for a in apps]
+    lb_rows = [lb_row(r["host"], r["backend"], r["info"], r["lock"]) for r in lbs]
+    deploying = {}
+    for row in lb_rows:
+        if not row["error"] and row["lock"]:
+            deploying.setdefault(row["backend"], set()).add(row["lock"]["deploy_id"])
+    flags = []
+    for row in app_rows:
+        flags += _app_flags(row, deploying.get(row["backend"], set()))
+    for row in lb_rows:
+        flags += _lb_flags(row, [a for a in app_rows if a["backend"] == row["backend"]])
+    return {"apps": app_rows, "haproxy": lb_rows, "flags": flags, "consistent": not flags}
+
+
+def _cell(value):
+    return "-" if value in (None, "", [], {}) else str(value)
+
+
+def _table(header, rows):
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
+    return ["  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in [header] + rows]
+
+
+def lines(status):
+    """The status as text lines: app hosts, HAProxy hosts, findings."""
+    apps = []
+    for r in status["apps"]:
+        if r["error"]:
+            apps.append([r["host"], r["app"], "not read: " + r["error"]] + [""] * 7)
+            continue
+        apps.append([r["host"], r["app"],
+                     "%s %s" % (r["instance"]["port"], r["instance"]["state"]), _cell(r["instance"]["release"]),
+                     _cell(r["current"]), _cell(r["previous"]),
+                     "-" if r["clone"]["state"] in ("inactive", "unknown")
+                     else "%s %s %s" % (r["clone"]["port"], r["clone"]["state"], _cell(r["clone"]["release"])),
+                     ",".join(r["releases"]) or "-",
+                     ",".join("%s (%s)" % (name, mark.get("step") or "?") for name, mark in sorted(r["bad"].items())) or "-",
+                     ("open: %s at %s" % (r["journal"]["deploy_id"], r["journal"]["step"])) if r["journal"]
+                     else ("%s %s" % (r["last"]["outcome"], r["last"]["ended"])) if r["last"] else "-"])
+    out = _table(["HOST", "APP", "INSTANCE", "RUNS", "CURRENT", "PREVIOUS", "CLONE", "KEPT", "BAD",
+                  "JOURNAL"], apps)
+    lbs = []
+    for r in status["haproxy"]:
+        servers = "not read: " + r["error"] if r["error"] else ", ".join(
+            "%s %s" % (name, s["status"]) for name, s in sorted(r["servers"].items()))
+        lock = "-" if r["error"] or not r.get("lock") else "%s by %s since %s" % (
+            r["lock"]["deploy_id"], r["lock"]["holder"].get("user", "?"), r["lock"]["since"])
+        lbs.append([r["host"], r["backend"], lock, servers])
+    out += [""] + _table(["HAPROXY", "BACKEND", "LOCK", "SERVERS"], lbs)
+    out.append("")
+    if not status["flags"]:
+        out.append("Consistent: every instance runs current, no clone, no open journal, "
+                   "every server ready.")
+    for flag in status["flags"]:
+        out.append("%s: %s. Fix: %s." % (flag["host"], flag["what"], flag["fix"]))
+    return out
