@@ -85,12 +85,13 @@ integration-local: deps
 # tests) and tear them down in teardown, even on failure. Three pytest sessions run side by side
 # (one lab each, no sharing; they mostly wait on starts, checks and drains): the fault tests,
 # the matrix (Debian 11/13 and mixed fleets, controllers with ansible-core 2.15 and 2.21, the
-# real apps) and the others. tests/integration/lab/fault_matrix.py tabulates what they measured
+# real apps, two apps on the same hosts) and the others. tests/integration/lab/fault_matrix.py tabulates what they measured
 # from $(TMP)/itest.
 # LAB_SIDE_TARGETS: make targets run once the other lab tests are done, while the longer
 # sessions still run, so no core is left idle (make test).
 LAB_SIDE_TARGETS ?=
-LAB_MATRIX_TESTS := $(addprefix tests/integration/lab/,test_platforms.py test_controllers.py test_real_apps.py)
+LAB_MATRIX_TESTS := $(addprefix tests/integration/lab/,test_platforms.py test_controllers.py test_real_apps.py \
+  test_several_apps.py)
 integration-lab: deps
 	@rm -rf $(TMP)/itest && mkdir -p $(TMP)/itest
 	@$(BIN)/pytest -q --basetemp=$(TMP)/itest/faults tests/integration/lab/test_rolling_faults.py \

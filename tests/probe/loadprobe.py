@@ -52,8 +52,10 @@ class Recorder:
 
 class Probe:
     def __init__(self, url, duration, rate, max_requests, keepalive_clients, fresh_clients,
-                 slow_clients, slow_ms, sse, timeout, stop_file=None):
+                 slow_clients, slow_ms, sse, timeout, stop_file=None, host_header=None):
         parsed = urllib.parse.urlsplit(url)
+        # Sent as Host on every request: which app's backend HAProxy routes to.
+        self.headers = {"Host": host_header} if host_header else {}
         self.host = parsed.hostname
         self.port = parsed.port or 80
         self.base_path = parsed.path.rstrip("/")
@@ -105,7 +107,7 @@ class Probe:
             self.stop.set()
 
     def _request(self, conn, path, close):
-        headers = {"Connection": "close"} if close else {}
+        headers = dict(self.headers, Connection="close") if close else self.headers
         conn.request("GET", self.base_path + path, headers=headers)
         resp = conn.getresponse()
         body = resp.read()
@@ -148,7 +150,7 @@ class Probe:
             start = self._now()
             conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
             try:
-                conn.request("GET", self.base_path + "/events?interval_ms=200")
+                conn.request("GET", self.base_path + "/events?interval_ms=200", headers=self.headers)
                 resp = conn.getresponse()
                 if resp.status != 200:
                     resp.read()
@@ -270,6 +272,7 @@ def parse_args(argv):
     parser.add_argument("--no-sse", dest="sse", action="store_false")
     parser.add_argument("--timeout", type=float, default=10.0, help="per-request timeout, s")
     parser.add_argument("--stop-file", help="stop as soon as this file exists")
+    parser.add_argument("--host-header", help="Host header of every request (the app's backend)")
     parser.add_argument("--out", help="write the JSON result here (default: stdout summary only)")
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.duration > 3600:
@@ -283,7 +286,7 @@ def main(argv=None):
     args = parse_args(argv)
     probe = Probe(args.url, args.duration, args.rate, args.max_requests, args.keepalive_clients,
                   args.fresh_clients, args.slow_clients, args.slow_ms, args.sse, args.timeout,
-                  args.stop_file)
+                  args.stop_file, args.host_header)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: probe.stop.set())
     result = probe.run()

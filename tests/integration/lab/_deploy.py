@@ -225,9 +225,13 @@ def _finish(run, proc, reader, lines):
     run.rc, run.output = proc.returncode, "".join(lines)
 
 
-def deploy_runs(lab, workdir, runs):
+def deploy_runs(lab, workdir, runs, other_apps=()):
     """Run ``runs`` (:class:`Run`) one after another, all under the same probes and pollers;
-    return a DeployResult whose rc and output are the last run's (``.runs`` has them all)."""
+    return a DeployResult whose rc and output are the last run's (``.runs`` has them all).
+
+    ``other_apps`` names apps beside APP on the same hosts (its backend and Host header): each
+    gets its own probe and poller on every HAProxy host, and its own DeployResult in
+    ``.apps[name]`` (``.apps[APP]`` is the result itself)."""
     workdir = str(workdir)
     os.makedirs(workdir, exist_ok=True)
     report_dir = os.path.join(workdir, "records")
@@ -236,21 +240,23 @@ def deploy_runs(lab, workdir, runs):
     lbs = lb_hosts(lab)
     procs, outputs, started_runs = [], {}, []
     try:
-        for lb in lbs:
+        for lb, app in [(lb, app) for app in (APP,) + tuple(other_apps) for lb in lbs]:
             address = lab.hosts[lb]
-            out = os.path.join(workdir, "probe-%s.json" % lb)
+            suffix = lb if app == APP else "%s-%s" % (lb, app)
+            out = os.path.join(workdir, "probe-%s.json" % suffix)
             log = out[:-5] + ".log"
             procs.append(spawn([sys.executable, PROBE, "--url", "http://%s:80" % address,
                                 "--duration", str(bound), "--rate", str(RATE / len(lbs)),
-                                "--stop-file", stop_file, "--out", out], log))
-            outputs[("probe", lb)] = (out, log)
-            out = os.path.join(workdir, "poll-%s.json" % lb)
+                                "--stop-file", stop_file, "--out", out]
+                               + ([] if app == APP else ["--host-header", app]), log))
+            outputs[("probe", lb, app)] = (out, log)
+            out = os.path.join(workdir, "poll-%s.json" % suffix)
             log = out[:-5] + ".log"
             procs.append(spawn([sys.executable, POLLER,
                                 "--admin", "%s:%d" % (address, ADMIN_PORT),
-                                "--backend", APP, "--duration", str(bound),
+                                "--backend", app, "--duration", str(bound),
                                 "--stop-file", stop_file, "--out", out], log))
-            outputs[("poll", lb)] = (out, log)
+            outputs[("poll", lb, app)] = (out, log)
         time.sleep(WARMUP_S)
         started = time.time()
         for run in runs:
@@ -272,8 +278,8 @@ def deploy_runs(lab, workdir, runs):
             if item[1].poll() is None:
                 kill_group(item[1])
         stop(procs, stop_file)
-    probes = {lb: load_result(*outputs[("probe", lb)]) for lb in lbs}
-    pollers = {lb: load_result(*outputs[("poll", lb)]) for lb in lbs}
+    probes = {lb: load_result(*outputs[("probe", lb, APP)]) for lb in lbs}
+    pollers = {lb: load_result(*outputs[("poll", lb, APP)]) for lb in lbs}
     records = {}
     for path in glob.glob(os.path.join(report_dir, "*.json")):
         with open(path) as handle:
@@ -281,6 +287,13 @@ def deploy_runs(lab, workdir, runs):
     result = DeployResult(runs[-1].rc, runs[-1].output, probes, pollers, records, started, ended,
                           ended - started)
     result.runs = runs
+    result.apps = {APP: result}
+    for app in other_apps:
+        result.apps[app] = DeployResult(
+            runs[-1].rc, runs[-1].output, {lb: load_result(*outputs[("probe", lb, app)]) for lb in lbs},
+            {lb: load_result(*outputs[("poll", lb, app)]) for lb in lbs}, records, started, ended,
+            ended - started)
+        result.apps[app].runs = runs
     # What tests/integration/lab/fault_matrix.py tabulates into docs/reliability.md.
     with open(os.path.join(workdir, "summary.json"), "w") as handle:
         test = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" (", 1)[0].split("::", 1)[-1]
@@ -370,24 +383,26 @@ CLEAN_STATE = (
     "echo releases=$(ls -A {root}/releases | grep -vc '^[.]'); "
     "echo running=$(systemctl list-units '{app}@*' --all --plain --no-legend "
     "| awk '$3 != \"inactive\" {{print $1}}')"
-).format(app=APP, clone=CLONE_PORT, root=ROOT)
+)
 
 
-def check_clean(lab, release, app_hosts=None):
-    """No clone anywhere, every original in service, ``current`` -> ``release`` on each host."""
+def check_clean(lab, release, app_hosts=None, app=APP, port=PORT, clone_port=CLONE_PORT):
+    """No clone anywhere, every original in service, ``current`` -> ``release`` on each host
+    (of ``app``, by default the lab's app, whose root is /srv/APP)."""
     app_hosts = app_hosts or lab.groups["app"]
+    command = CLEAN_STATE.format(app=app, clone=clone_port, root="/srv/" + app)
     with concurrent.futures.ThreadPoolExecutor(len(app_hosts)) as pool:
-        states = dict(zip(app_hosts, pool.map(lambda h: lab.ssh(h, CLEAN_STATE), app_hosts)))
+        states = dict(zip(app_hosts, pool.map(lambda h: lab.ssh(h, command), app_hosts)))
     for host, proc in states.items():
         assert proc.returncode == 0, (host, proc.stdout, proc.stderr)
         state = dict(line.split("=", 1) for line in proc.stdout.splitlines())
         assert state["clone"] != "active", "%s: the clone %s@%d still runs" % (
-            host, APP, CLONE_PORT)
+            host, app, clone_port)
         assert state["drop_in"] == "no", "%s: the clone's drop-in directory is still there" % host
         assert state["journal"] == "closed", "%s: the deploy journal is still open" % host
         current = base_name(os.path.basename(state["current"]))
         assert current == release, "%s: current is %s, expected %s" % (host, current, release)
-        assert state["running"].split() == ["%s@%d.service" % (APP, PORT)], (host, state)
+        assert state["running"].split() == ["%s@%d.service" % (app, port)], (host, state)
         # rolling_keep_releases (5, the role's default) and, besides, current and previous.
         assert int(state["releases"]) <= KEPT_RELEASES + 2, (
             "%s: %s releases left, rolling_keep_releases is %d" % (host, state["releases"],
@@ -398,10 +413,10 @@ def check_clean(lab, release, app_hosts=None):
         clones = [key for key, status in servers.items()
                   if key[1].endswith("-clone") and status != "MAINT"]
         assert not clones, "%s still has clone servers in service: %s" % (lb, clones)
-        lock = lab.ssh(lb, "cat %s/%s.json" % (LOCK_DIR, APP))
+        lock = lab.ssh(lb, "cat %s/%s.json" % (LOCK_DIR, app))
         assert lock.returncode != 0, "%s: the deploy lock is still held: %s" % (lb, lock.stdout)
         for host in lab.groups["app"]:
-            assert servers.get((APP, host), "").startswith("UP"), (lb, host, servers)
+            assert servers.get((app, host), "").startswith("UP"), (lb, host, servers)
 
 
 def check_under_load(result, swapped, app_hosts, clone_ports=(CLONE_PORT,)):
