@@ -430,7 +430,7 @@ def check_under_load(result, swapped, app_hosts, clone_ports=(CLONE_PORT,)):
     for lb, poller in result.pollers.items():
         # A sample lost is a moment unobserved: the minimum would prove less.
         assert poller["errors"] == 0 and len(poller["samples"]) > 20, (
-            lb, poller["errors"], len(poller["samples"]))
+            lb, poller["errors"], poller.get("error_texts"), len(poller["samples"]))
         assert poller["min_up"] is not None and poller["min_up"] >= len(app_hosts), (
             "%s: %s UP servers at the worst moment, %d app hosts" % (
                 lb, poller["min_up"], len(app_hosts)))
