@@ -79,6 +79,25 @@ class Systemctl(object):
         return out.strip() if rc == 0 else ""
 
 
+def module_systemctl(module, required=True):
+    """The Systemctl of an AnsibleModule: its run_command, with no pager and the C locale."""
+    return Systemctl(
+        lambda argv: module.run_command(argv, environ_update={"SYSTEMD_PAGER": "", "LC_ALL": "C"}),
+        systemctl=module.get_bin_path("systemctl", required=required) or "systemctl",
+        journalctl=module.get_bin_path("journalctl") or "journalctl",
+    )
+
+
+def failure(error):
+    """fail_json's arguments for an InstanceError: the message, prefixed with its parameter
+    when it does not start with it, the parameter, and the unit's state when it is known."""
+    msg = error.msg if not error.param or error.msg.startswith(error.param) else "%s: %s" % (error.param, error.msg)
+    result = {"msg": msg, "param": error.param}
+    if error.unit_state:
+        result.update(active_state=error.unit_state.get("ActiveState"), sub_state=error.unit_state.get("SubState"))
+    return result
+
+
 def parse_show(text):
     props = {}
     for line in text.splitlines():

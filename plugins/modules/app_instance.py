@@ -194,11 +194,7 @@ diff:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.hitless.deploy.plugins.module_utils._app_instance import (
-    ARGUMENT_SPEC,
-    InstanceError,
-    Systemctl,
-    ensure,
-)
+    ARGUMENT_SPEC, InstanceError, ensure, failure, module_systemctl)
 
 
 def main():
@@ -206,19 +202,11 @@ def main():
         argument_spec=ARGUMENT_SPEC,
         supports_check_mode=True,
     )
-    systemctl = Systemctl(
-        lambda argv: module.run_command(argv, environ_update={"SYSTEMD_PAGER": "", "LC_ALL": "C"}),
-        systemctl=module.get_bin_path("systemctl", required=True),
-        journalctl=module.get_bin_path("journalctl") or "journalctl",
-    )
+    systemctl = module_systemctl(module)
     try:
         result = ensure(module.params, systemctl, module.check_mode)
     except InstanceError as e:
-        msg = e.msg if not e.param or e.msg.startswith(e.param) else "%s: %s" % (e.param, e.msg)
-        extra = {}
-        if e.unit_state:
-            extra = {"active_state": e.unit_state.get("ActiveState"), "sub_state": e.unit_state.get("SubState")}
-        module.fail_json(msg=msg, param=e.param, **extra)
+        module.fail_json(**failure(e))
     except (IOError, OSError) as e:
         module.fail_json(msg="%s@%s: %s" % (module.params["name"], module.params["port"], e))
     module.exit_json(**result)

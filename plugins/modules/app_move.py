@@ -113,7 +113,7 @@ sub_state:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.hitless.deploy.plugins.module_utils._app_instance import Systemctl
+from ansible_collections.hitless.deploy.plugins.module_utils._app_instance import module_systemctl
 from ansible_collections.hitless.deploy.plugins.module_utils._app_move import MoveError, run
 
 
@@ -136,11 +136,7 @@ def main():
         supports_check_mode=True,
     )
     module.no_log_values.update(secret_values(module.params["checks"]))
-    systemctl = Systemctl(
-        lambda argv: module.run_command(argv, environ_update={"SYSTEMD_PAGER": "", "LC_ALL": "C"}),
-        systemctl=module.get_bin_path("systemctl", required=module.params["instance"] is not None),
-        journalctl=module.get_bin_path("journalctl") or "journalctl",
-    )
+    systemctl = module_systemctl(module, required=module.params["instance"] is not None)
     try:
         result = run(module.params, systemctl, module.check_mode)
     except MoveError as e:
