@@ -29,6 +29,8 @@ RELEASES = (
     # Healthy by /health, bad for real traffic: what the canary bake is there to catch.
     ("flaky", "flaky"),
     ("slow", "slow"),
+    # Serves well, but its background worker exits at start (worker.py).
+    ("noworker", "ok"),
 )
 
 
@@ -43,9 +45,12 @@ def _member(name, data):
     return info
 
 
-def archive_bytes(version, mode, app_source):
-    release = (json.dumps({"version": version, "mode": mode}, sort_keys=True) + "\n").encode()
-    files = {"app.py": app_source, "release.json": release}
+def archive_bytes(version, mode, app_source, worker_source):
+    fields = {"version": version, "mode": mode}
+    if version == "noworker":
+        fields["worker"] = "crash"
+    release = (json.dumps(fields, sort_keys=True) + "\n").encode()
+    files = {"app.py": app_source, "release.json": release, "worker.py": worker_source}
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
         for name in sorted(files):
@@ -79,11 +84,13 @@ def write_if_changed(path, data):
 def build(directory):
     with open(os.path.join(HERE, "app.py"), "rb") as f:
         app_source = f.read()
+    with open(os.path.join(HERE, "worker.py"), "rb") as f:
+        worker_source = f.read()
     os.makedirs(directory, exist_ok=True)
     paths = []
     for version, mode in RELEASES:
         path = os.path.join(directory, version + ".tar.gz")
-        write_if_changed(path, archive_bytes(version, mode, app_source))
+        write_if_changed(path, archive_bytes(version, mode, app_source, worker_source))
         paths.append(path)
     return paths
 

@@ -21,7 +21,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
 SAMPLE = os.path.join(REPO, "tests", "sample_app")
 APP = os.path.join(SAMPLE, "app.py")
 BUILD = os.path.join(SAMPLE, "build_releases.py")
-NAMES = ("v1", "v2", "v3", "broken", "crash", "flaky", "slow")
+NAMES = ("v1", "v2", "v3", "broken", "crash", "flaky", "slow", "noworker")
 
 
 def free_port():
@@ -324,13 +324,13 @@ def test_build_releases_is_reproducible(tmp_path):
     for name in NAMES:
         with tarfile.open(str(first / (name + ".tar.gz"))) as tar:
             members = tar.getmembers()
-            assert [m.name for m in members] == ["app.py", "release.json"]
+            assert [m.name for m in members] == ["app.py", "release.json", "worker.py"]
             assert all(m.isfile() and m.mode == 0o644 and m.uid == m.gid == 0 for m in members)
             assert len({m.mtime for m in members}) == 1
             assert tar.extractfile("app.py").read() == app_source
             release = json.loads(tar.extractfile("release.json").read())
         mode = name if name in ("broken", "crash", "flaky", "slow") else "ok"
-        assert release == {"version": name, "mode": mode}
+        assert release == dict({"version": name, "mode": mode}, **({"worker": "crash"} if name == "noworker" else {}))
     time.sleep(1.1)  # a timestamp that leaked into an archive would now differ
     build(second)
     assert digests(first) == digests(second)
