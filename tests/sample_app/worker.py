@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """The sample app's background worker: a queue consumer with no port, as the app's Celery or RQ
 workers would be, run by the unit ``demo-worker@ID`` from the release (stdlib only).
 
