@@ -131,11 +131,10 @@ def wait_settled(systemctl, unit, timeout, settle, sleep=time.sleep, clock=time.
         sleep(poll)
 
 
-def plan(params, workers, want_release, want_pin):
+def plan(params, workers, views, want_release, want_pin):
     """The actions per worker that reach ``params['state']``: [(worker, action), ...]."""
     actions = []
-    for worker in workers:
-        seen = worker.view()
+    for worker, seen in zip(workers, views):
         overlap = seen["overlap"]
         overlap_ok = (overlap["active_state"] in RUNNING and overlap["running_release"] == want_release
                       and overlap["pinned_to"] == pinned_to(want_pin))
@@ -212,7 +211,7 @@ def ensure(params, systemctl, check_mode, proc="/proc", sleep=time.sleep, clock=
     want_pin = drop_in_content(real, params["environment_file"], root)
     workers = [Worker(systemctl, params, w, proc) for w in params["workers"]]
     before = [w.view() for w in workers]
-    actions = plan(params, workers, release, want_pin)
+    actions = plan(params, workers, before, release, want_pin)
 
     def settle_wait(unit):
         return wait_settled(systemctl, unit, params["start_timeout"], params["settle"], sleep=sleep,
