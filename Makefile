@@ -28,6 +28,8 @@ LAB_TOPOLOGY ?= lb
 # Debian release of the lab hosts (bullseye, bookworm or trixie) and of the HAProxy-only hosts.
 LAB_SUITE ?= bookworm
 LAB_LB_SUITE ?= $(LAB_SUITE)
+# 1: a queue host (Redis) and a background worker demo-worker@1 on every app host, moved by every deploy.
+LAB_WORKERS ?=
 # python3-venv: the real apps' virtualenvs are built with Debian's /usr/bin/python3, as the lab
 # hosts run it (tests/real_apps). npm (for the Node.js app's node_modules) comes with the
 # machine's Node.js; Debian's nodejs and npm only where there is none.
@@ -43,7 +45,8 @@ help:
 	@echo "                (CORE=2.15|2.19|2.21: from a controller with that ansible-core)"
 	@echo "make test       install what is needed, then unit, integration, molecule and lint"
 	@echo "make lab-up     boot the lab (LAB_APP_HOSTS=N, LAB_LB_HOSTS=M, LAB_TOPOLOGY=lb|single,"
-	@echo "                LAB_SUITE=bullseye|bookworm|trixie, LAB_LB_SUITE=... for the HAProxy hosts)"
+	@echo "                LAB_SUITE=bullseye|bookworm|trixie, LAB_LB_SUITE=... for the HAProxy hosts,"
+	@echo "                LAB_WORKERS=1: a queue host and a worker demo-worker@1 on every app host)"
 	@echo "make lab-down   tear the lab down, leaving nothing behind"
 	@echo "make bench      naive vs community.general vs rolling under load (BENCH_SIZES=1,2,10 BENCH_RUNS=3),"
 	@echo "                results in docs/benchmarks.md and docs/img/bench-*.svg"
@@ -91,7 +94,7 @@ integration-local: deps
 # sessions still run, so no core is left idle (make test).
 LAB_SIDE_TARGETS ?=
 LAB_MATRIX_TESTS := $(addprefix tests/integration/lab/,test_platforms.py test_controllers.py test_real_apps.py \
-  test_several_apps.py)
+  test_several_apps.py test_rq_workers.py)
 integration-lab: deps
 	@rm -rf $(TMP)/itest && mkdir -p $(TMP)/itest
 	@$(BIN)/pytest -q --basetemp=$(TMP)/itest/faults tests/integration/lab/test_rolling_faults.py \
@@ -185,7 +188,7 @@ test: deps
 
 lab-up: deps
 	$(LAB) up --name $(LAB_NAME) --app-hosts $(LAB_APP_HOSTS) --lb-hosts $(LAB_LB_HOSTS) --topology $(LAB_TOPOLOGY) \
-	  --suite $(LAB_SUITE) --lb-suite $(LAB_LB_SUITE)
+	  --suite $(LAB_SUITE) --lb-suite $(LAB_LB_SUITE) $(if $(filter 1,$(LAB_WORKERS)),--queue-host)
 
 lab-down: venv
 	$(LAB) down --name $(LAB_NAME)

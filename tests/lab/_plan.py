@@ -6,7 +6,7 @@ Addressing (one /24 per lab, see docs/development.md): the bridge is ``.1``; LB 
 ``lb1``, ``lb2``, ... take ``.10`` upwards; app hosts ``app1``, ``app2``, ... take ``.11``
 upwards when there is one LB host and ``.21`` upwards when there are several (so up to ten LB
 hosts never collide with app hosts). ``single`` topology: one host ``app1`` at ``.11`` in both
-groups.
+groups. With a queue host (the workers' Redis), ``queue1`` at ``.9`` in group ``queue``.
 """
 import ipaddress
 import json
@@ -22,6 +22,8 @@ MAX_APP_HOSTS = 100
 # The bridge is "hd-" + name and Linux interface names have at most 15 characters.
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,10}[a-z0-9]$|^[a-z]$")
 TOPOLOGIES = ("lb", "single")
+# The worker IDs of a lab with a queue host (demo-worker@1 on every app host).
+LAB_WORKERS = ["1"]
 SSH_COMMON_ARGS = ("-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
                    "-o ControlMaster=auto -o ControlPersist=60s")
 
@@ -60,12 +62,13 @@ def lab_net(name, net=None):
     return ".".join(str(int(p)) for p in parts)
 
 
-def plan_hosts(net, topology="lb", app_hosts=2, lb_hosts=1):
+def plan_hosts(net, topology="lb", app_hosts=2, lb_hosts=1, queue_host=False):
     """Ordered list of ``{"name", "address", "groups"}`` for the lab's hosts."""
     if topology not in TOPOLOGIES:
         raise PlanError("--topology %r: one of %s" % (topology, ", ".join(TOPOLOGIES)))
+    queue = [{"name": "queue1", "address": "%s.9" % net, "groups": ["queue"]}] if queue_host else []
     if topology == "single":
-        return [{"name": "app1", "address": "%s.11" % net, "groups": ["haproxy", "app"]}]
+        return [{"name": "app1", "address": "%s.11" % net, "groups": ["haproxy", "app"]}] + queue
     if not 1 <= lb_hosts <= MAX_LB_HOSTS:
         raise PlanError("--lb-hosts %d: between 1 and %d" % (lb_hosts, MAX_LB_HOSTS))
     if not 1 <= app_hosts <= MAX_APP_HOSTS:
@@ -76,7 +79,7 @@ def plan_hosts(net, topology="lb", app_hosts=2, lb_hosts=1):
     hosts += [{"name": "app%d" % i, "address": "%s.%d" % (net, first_app + i - 1),
                "groups": ["app"]}
               for i in range(1, app_hosts + 1)]
-    return hosts
+    return hosts + queue
 
 
 def host_suites(hosts, suite, lb_suite=None):
@@ -131,8 +134,17 @@ def render_inventory(name, hosts, key_path, suites=None):
         "  children:",
     ]
     addresses = {h["name"]: h["address"] for h in hosts}
-    for group, members in groups_of(hosts).items():
-        lines += ["    %s:" % group, "      hosts:"]
+    groups = groups_of(hosts)
+    for group, members in groups.items():
+        lines.append("    %s:" % group)
+        if group == "app" and groups.get("queue"):
+            # A lab with a queue host runs a background worker beside each app instance, and
+            # every deploy (make deploy, make demo) moves it.
+            lines += ["      vars:", "        lab_workers: %s" % _scalar(LAB_WORKERS),
+                      "        rolling_workers: %s" % _scalar(LAB_WORKERS),
+                      # The sample worker consumes 2 s after its start (tests/sample_app/worker.py).
+                      "        rolling_worker_settle: 3"]
+        lines.append("      hosts:")
         for member in members:
             lines += ["        %s:" % member,
                       "          ansible_host: %s" % _scalar(addresses[member])]

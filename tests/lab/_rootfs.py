@@ -26,14 +26,15 @@ SUITES = {
     "trixie": {"debian": "13", "systemd": "257", "python": "3.13", "haproxy": "3.0"},
 }
 VARIANT = "minbase"
-# nodejs: the real Node.js app of tests/real_apps runs on Debian's own (docs/apps.md).
+# nodejs: the real Node.js app of tests/real_apps runs on Debian's own (docs/apps.md);
+# redis-server: the queue host's (lab.py up --queue-host), for the RQ workers of tests/real_apps.
 PACKAGES = ("systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "iproute2",
-            "haproxy", "nodejs")
+            "haproxy", "nodejs", "redis-server")
 # Packages split out of systemd in later releases that the lab needs (networkd configures
 # host0; in trixie it is still in systemd, resolved is not needed).
 EXTRA_PACKAGES = {}
 # Bump when customise() changes, so existing caches are not reused.
-CUSTOMISE_VERSION = 1
+CUSTOMISE_VERSION = 2
 
 SSHD_DROP_IN = ("# Each lab host generates its own ed25519 host key when its overlay is made.\n"
                 "HostKey /etc/ssh/ssh_host_ed25519_key\n")
@@ -84,6 +85,8 @@ def customise(root):
     _proc.run(["systemctl", "--root", root, "enable", "systemd-networkd"])
     # The haproxy role enables HAProxy where it belongs; app hosts must not run one.
     _proc.run(["systemctl", "--root", root, "disable", "haproxy"])
+    # Only the queue host runs Redis (tests/lab/site.yml enables it there).
+    _proc.run(["systemctl", "--root", root, "disable", "redis-server"])
     # Empty: systemd fills it from nspawn's --uuid, one id per host. dbus's copy must follow
     # it, or every host reports the id written when the rootfs was built.
     with open(rel("/etc/machine-id"), "w"):

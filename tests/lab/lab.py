@@ -377,7 +377,7 @@ def plan_from_args(args, state):
     app_hosts = 2 if args.app_hosts is None else args.app_hosts
     if args.topology == "single" and args.app_hosts not in (None, 1):
         log("note: topology single has one host, app1; --app-hosts %d ignored" % args.app_hosts)
-    return net, _plan.plan_hosts(net, args.topology, app_hosts, args.lb_hosts)
+    return net, _plan.plan_hosts(net, args.topology, app_hosts, args.lb_hosts, args.queue_host)
 
 
 def cmd_up(args):
@@ -581,6 +581,8 @@ def parse_args(argv):
     up.add_argument("--app-hosts", type=int, default=None, help="app hosts (default 2)")
     up.add_argument("--lb-hosts", type=int, default=1, help="LB hosts (default 1)")
     up.add_argument("--topology", choices=_plan.TOPOLOGIES, default="lb")
+    up.add_argument("--queue-host", action="store_true",
+                    help="add queue1, running Redis for the background workers")
     up.add_argument("--suite", choices=list(_rootfs.SUITES), default=_rootfs.SUITE,
                     help="Debian release of the hosts (default %s)" % _rootfs.SUITE)
     up.add_argument("--lb-suite", choices=list(_rootfs.SUITES), default=None,

@@ -109,3 +109,22 @@ def test_inventory_names_each_hosts_release():
     assert data["all"]["children"]["haproxy"]["hosts"]["lb1"]["lab_debian_suite"] == "trixie"
     assert data["all"]["children"]["app"]["hosts"]["app1"] == {
         "ansible_host": "10.213.1.11", "lab_debian_suite": "bullseye"}
+
+
+@pytest.mark.parametrize("topology,lb_hosts", [("lb", 1), ("lb", 10), ("single", 1)])
+def test_the_queue_host_never_takes_an_lb_or_app_address(topology, lb_hosts):
+    hosts = _plan.plan_hosts("10.213.1", topology, app_hosts=3, lb_hosts=lb_hosts, queue_host=True)
+    assert hosts[-1] == {"name": "queue1", "address": "10.213.1.9", "groups": ["queue"]}
+    addresses = [h["address"] for h in hosts]
+    assert len(set(addresses)) == len(addresses)
+    assert _plan.groups_of(hosts)["queue"] == ["queue1"]
+    data = yaml.safe_load(_plan.render_inventory("itest", hosts, "/k"))
+    assert data["all"]["children"]["queue"]["hosts"]["queue1"] == {"ansible_host": "10.213.1.9"}
+    assert data["all"]["children"]["app"]["vars"] == {
+        "lab_workers": ["1"], "rolling_workers": ["1"], "rolling_worker_settle": 3}
+
+
+def test_no_queue_group_nor_workers_without_a_queue_host():
+    hosts = _plan.plan_hosts("10.213.1")
+    assert "queue" not in _plan.groups_of(hosts)
+    assert "vars" not in yaml.safe_load(_plan.render_inventory("itest", hosts, "/k"))["all"]["children"]["app"]

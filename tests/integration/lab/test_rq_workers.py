@@ -1,0 +1,230 @@
+"""RQ workers on a real Redis move with the release: no job lost, none run twice.
+
+The lab ``itest-rq`` (1 HAProxy host, 1 app host, the queue host ``queue1`` running Debian's
+``redis-server``) runs the RQ app of tests/real_apps/build_rq_release.py: Flask under gunicorn
+for the web, and two workers ``demo-worker@1``/``@2`` running ``rq worker`` from the release's
+venv (RQ and its Redis client from PyPI). Each job (``jobs.record``, 0.3 s) appends to a Redis
+list the release of its code and of the library ``releasemark`` in the venv that ran it.
+
+While a deploy runs, a feeder enqueues a job every 0.25 s with RQ itself (the venv of the
+release serving when the test starts, run on the app host). Afterwards: every job enqueued has
+exactly one result, none failed, none is left queued or started; the jobs started before the
+deploy ran on the old release, those started after it on the new one, each on code and library
+of one release; no job waited as long as a worker takes to start; the web lost no request and
+each answer came from one release; both workers run the new release, no overlap is left.
+"""
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _deploy import (APP, BIN, FAST, REPO, ROOT, Run, ansible_env, base_name, check_clean,  # noqa: E402
+                     check_under_load, current_release, deploy_runs, sh)
+from _labs import LabError, booted_lab  # noqa: E402
+from _real_apps import BuildError, check_one_release_per_answer  # noqa: E402
+
+sys.path.insert(0, os.path.join(REPO, "tests", "real_apps"))
+import build_rq_release  # noqa: E402
+
+WORKERS = ["1", "2"]
+NEXT = {"rq-v1": "rq-v2", "rq-v2": "rq-v1"}
+# An rq worker of these releases is ready WORKER_STARTUP_S after its start (worker_settings.py
+# stands for a real app's framework loading), so a gap in consumption would make the jobs
+# enqueued meanwhile wait at least that. A job arrives every 0.25 s and takes 0.3 s (plus RQ's
+# fork): with a worker always consuming, none waits long.
+WORKER_STARTUP_S = 3
+WORKER_VARS = {"rolling_workers": WORKERS, "rolling_worker_settle": WORKER_STARTUP_S + 1,
+               "rolling_environment": dict(FAST["rolling_environment"], WORKER_STARTUP_DELAY=str(WORKER_STARTUP_S))}
+RESULTS = "hitless:results"
+STOP = "hitless:stop-feeder"
+
+# Enqueues jobs.record(N, now) every 0.25 s until STOP is set (at most 180 s), printing each id.
+FEEDER = r"""
+import time
+from redis import Redis
+from rq import Queue
+redis = Redis(host="queue1")
+queue = Queue(%(queue)r, connection=redis)
+started, n = time.time(), 0
+while not redis.exists(%(stop)r) and time.time() - started < 180:
+    n += 1
+    queue.enqueue("jobs.record", n, time.time(), job_id="job-%%06d" %% n, result_ttl=3600)
+    print("job-%%06d" %% n, flush=True)
+    time.sleep(0.25)
+"""
+# Waits (at most 30 s) until the queue is empty and no job is started, then prints the results
+# and what RQ itself holds: queued, started, failed (with each failure's reason).
+COLLECTOR = r"""
+import json, time
+from redis import Redis
+from rq import Queue
+from rq.registry import FailedJobRegistry, StartedJobRegistry
+redis = Redis(host="queue1")
+queue = Queue(%(queue)r, connection=redis)
+started, failed = StartedJobRegistry(queue=queue), FailedJobRegistry(queue=queue)
+deadline = time.time() + 30
+while time.time() < deadline and (queue.count or started.count):
+    time.sleep(0.5)
+print(json.dumps({
+    "results": [json.loads(r) for r in redis.lrange(%(results)r, 0, -1)],
+    "queued": queue.job_ids, "started": started.get_job_ids(),
+    "failed": {j: (queue.fetch_job(j).latest_result().exc_string or "")[-500:]
+               for j in failed.get_job_ids()}}))
+redis.delete(%(results)r, %(stop)r)
+"""
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root (overlay mounts, bridges, systemd-nspawn)")
+    try:
+        paths = build_rq_release.build(build_rq_release._build.RELEASES_DIR)
+    except BuildError as error:
+        pytest.fail("the RQ releases could not be built: %s" % error, pytrace=False)
+    releases = {os.path.basename(p)[:-len(".tar.gz")]: p for p in paths}
+    try:
+        with booted_lab("itest-rq", "--app-hosts", "1", "--topology", "lb", "--queue-host",
+                        "--no-provision") as booted:
+            apps = [{"name": APP, "port": 8080, "clone_port": 8081, "workers": WORKERS,
+                     "release_src": releases["rq-v1"], "release_name": "rq-v1",
+                     "exec_start": build_rq_release.APP_EXEC_START,
+                     "worker_exec_start": build_rq_release.WORKER_EXEC_START}]
+            proc = subprocess.run([os.path.join(BIN, "ansible-playbook"), "-i", booted.inventory,
+                                   os.path.join(REPO, "tests", "lab", "site.yml"),
+                                   "-e", json.dumps({"lab_apps": apps})],
+                                  capture_output=True, text=True, env=ansible_env(), cwd=REPO,
+                                  timeout=600, stdin=subprocess.DEVNULL, check=False)
+            log = tmp_path_factory.mktemp("rq") / "site.log"
+            log.write_text(proc.stdout + proc.stderr)
+            assert proc.returncode == 0, "site.yml with RQ workers failed, see %s" % log
+            booted.rq_releases = releases
+            yield booted
+    except LabError as error:
+        pytest.fail(str(error), pytrace=False)
+
+
+def ssh_argv(lab, host, *command):
+    return ["ssh", "-i", lab.vars["ansible_ssh_private_key_file"], "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
+            "root@" + lab.hosts[host]] + list(command)
+
+
+def worker_releases(lab, host):
+    """{unit: release directory its main process runs in, or its state} of workers and overlaps."""
+    found = {}
+    for worker in WORKERS + [w + "-next" for w in WORKERS]:
+        unit = "%s-worker@%s" % (APP, worker)
+        pid = sh(lab, host, "systemctl show -p MainPID --value %s" % unit)
+        if pid == "0":
+            found[unit] = sh(lab, host, "systemctl is-active %s || true" % unit)
+            continue
+        found[unit] = sh(lab, host, "cd %s/releases && for d in *; do [ \"$(stat -Lc %%d:%%i /proc/%s/cwd)\" = "
+                                    "\"$(stat -c %%d:%%i $d)\" ] && echo $d; done; true" % (ROOT, pid))
+    return found
+
+
+class Jobs:
+    """The feeder (RQ's enqueue, from the venv of the release serving now) while a deploy runs."""
+
+    def __init__(self, lab, host):
+        self.lab, self.host, self.names, self.other_output = lab, host, [], []
+        # This release stays on the host through the deploy (it becomes `previous`).
+        self.python = sh(lab, host, "readlink -f %s/current" % ROOT) + "/venv/bin/python"
+        self.proc = subprocess.Popen(ssh_argv(lab, host, self.python, "-"), stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.proc.stdin.write(FEEDER % {"queue": build_rq_release.QUEUE, "stop": STOP})
+        self.proc.stdin.close()
+        self.reader = threading.Thread(target=self._read)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            (self.names if line.startswith("job-") else self.other_output).append(line.strip())
+
+    def finish(self):
+        """Stop feeding; once RQ has run every job (at most 30 s), what it holds and the results."""
+        sh(self.lab, self.host, "%s -c 'from redis import Redis; Redis(host=\"queue1\").set(\"%s\", 1)'"
+           % (self.python, STOP))
+        self.proc.wait(timeout=30)
+        self.reader.join(timeout=10)
+        collect = subprocess.run(ssh_argv(self.lab, self.host, self.python, "-"), input=COLLECTOR % {
+            "queue": build_rq_release.QUEUE, "results": RESULTS, "stop": STOP},
+            capture_output=True, text=True, timeout=60, check=False)
+        assert collect.returncode == 0, collect.stdout + collect.stderr
+        return json.loads(collect.stdout)
+
+
+def in_hand_at_sigterm(lab, host, done, since, old):
+    """The jobs of release ``old`` that a worker had in hand when it was told to stop (RQ's warm
+    shutdown finished them): how often the test saw what KillMode=mixed is for."""
+    stops = {}
+    for line in sh(lab, host, "journalctl -o short-unix --since @%d -u '%s-worker@*' | grep ' Stopping ' || true"
+                   % (int(since), APP)).splitlines():
+        stamp, unit = float(line.split()[0]), line.split(" Stopping ")[1].split(".service")[0]
+        stops.setdefault(unit.split("@", 1)[1], []).append(stamp)
+    return sum(1 for r in done if r["version"] == old.split("-")[-1] and any(
+        r["claimed_at"] < stop < r["finished_at"] for stop in stops.get(r["worker"], ())))
+
+
+def check_jobs(jobs, held, before, after, old, new):
+    """None lost, failed or run twice, none waited a worker's start; ``old`` ran the jobs started
+    before the deploy started, ``new`` those started after it ended, each on code and library of
+    one release."""
+    assert len(jobs.names) > 40, ("jobs enqueued", len(jobs.names), jobs.proc.returncode, jobs.other_output[-10:])
+    assert (held["queued"], held["started"], held["failed"]) == ([], [], {}), held
+    results = {}
+    for result in held["results"]:
+        results.setdefault("job-%06d" % result["job"], []).append(result)
+    lost = [name for name in jobs.names if name not in results]
+    twice = {name: r for name, r in results.items() if len(r) > 1}
+    assert not lost and not twice, ("lost", lost[:10], "twice", list(twice.items())[:3])
+    done = [r[0] for r in results.values()]
+    mixed = [r for r in done if r["dependency"] != r["version"]
+             or r["dependency_dist"] != {"v1": "1.0", "v2": "2.0"}[r["version"]]]
+    assert not mixed, ("jobs run on code of one release and a library of another", mixed[:5])
+    longest = max(r["claimed_at"] - r["enqueued"] for r in done)
+    assert longest < WORKER_STARTUP_S - 1, ("the longest a job waited, s", longest)
+    old, new = old.split("-")[-1], new.split("-")[-1]
+    assert {r["version"] for r in done if r["claimed_at"] < before} <= {old}
+    assert {r["version"] for r in done if r["claimed_at"] > after} == {new}, sorted(
+        (r["job"], r["version"]) for r in done if r["claimed_at"] > after)[:10]
+    return done, {"jobs": len(jobs.names), "run": len(done), "lost": len(lost), "twice": len(twice),
+                  "by_version": {v: sum(1 for r in done if r["version"] == v) for v in {r["version"] for r in done}},
+                  "longest_wait_s": round(longest, 2)}
+
+
+def test_rq_workers_move_to_the_new_release_and_no_job_is_lost_or_run_twice(lab, tmp_path):
+    host = lab.groups["app"][0]
+    for round_trip in ("forward", "back"):
+        old = current_release(lab, host)
+        new = NEXT[old]
+        workers = worker_releases(lab, host)
+        assert [base_name(workers["%s-worker@%s" % (APP, w)]) for w in WORKERS] == [old] * len(WORKERS), workers
+        jobs = Jobs(lab, host)
+        time.sleep(2)
+        started = time.time()
+        result = deploy_runs(lab, tmp_path / round_trip, [Run(
+            "rolling", extra_vars=dict(WORKER_VARS, hitless_release_src=lab.rq_releases[new]))])
+        ended = time.time()
+        time.sleep(2)
+        held = jobs.finish()
+        assert result.rc == 0, result.tail(60)
+        check_under_load(result, swapped=[host], app_hosts=[host])
+        check_one_release_per_answer(result)
+        check_clean(lab, new)
+        done, figures = check_jobs(jobs, held, started, ended, old, new)
+        figures["in_hand_at_sigterm"] = in_hand_at_sigterm(lab, host, done, started, old)
+        print("rq", round_trip, old, "->", new, "jobs", figures, "web", result.summary())
+        workers = worker_releases(lab, host)
+        for worker in WORKERS:
+            assert base_name(workers["%s-worker@%s" % (APP, worker)]) == new, workers
+            assert workers["%s-worker@%s-next" % (APP, worker)] == "inactive", (
+                workers, sh(lab, host, "systemctl status --no-pager '%s-worker@*' 2>&1 | tail -40; true" % APP))
+        assert sh(lab, host, "ls /run/systemd/system | grep -c worker || true") == "0"
