@@ -15,19 +15,22 @@ description:
   - Takes, per app host, its names and the result of M(hitless.deploy.deploy_journal_info), and
     per HAProxy host and backend the results of M(hitless.deploy.haproxy_info) and
     M(hitless.deploy.deploy_lock_info) (each looped over pairs C([HAProxy host, backend])).
-  - Returns one row per app host (the release each instance's process really runs, C(current),
-    C(previous), the releases kept, bad marks, an open journal, the last closed one) and per
+  - Returns one row per app host (the release each instance's and background worker's process
+    really runs, each worker's overlap, C(current), C(previous), the releases kept, bad marks,
+    an open journal, the last closed one) and per
     HAProxy host and backend (each server's state, the deploy lock's holder), and the findings
     (C(flags)), each with what to run.
   - 'Flagged: a host not read; an open journal whose deploy holds no lock (an interrupted
     deploy); C(current) not a link or marked bad; and, when nobody deploys on the backend: an
-    instance not active or running a release other than C(current), a clone running, a server
-    of an app host missing, not C(ready) or not C(UP), a clone server in service.'
+    instance not active or running a release other than C(current), a clone running, a worker
+    not active, not installed or running a release other than C(current), a worker''s overlap
+    running or its pin left, a server of an app host missing, not C(ready) or not C(UP), a
+    clone server in service.'
   - Used by the entry point C(status) of the role M(hitless.deploy.rolling) (playbook
     C(hitless.deploy.status)).
 options:
   _input:
-    description: Per app host, C(spec) (C(host), C(app), C(backend), C(server), C(clone_server),
+    description: Per app host, C(spec) (C(host), C(app), C(root), C(backend), C(server), C(clone_server),
       C(port), C(clone_port)) and C(read) (the registered result of M(hitless.deploy.deploy_journal_info),
       failed or unreachable ones included).
     type: list

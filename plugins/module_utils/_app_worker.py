@@ -16,6 +16,9 @@ overlap is the instance ``UNIT@ID-next``, pinned by a runtime drop-in to one rel
   again on ``current``, stays up for ``settle`` seconds, then the overlap stops the same way.
 
 Both are idempotent, so a converge (either direction) is ``moved`` to the release to keep.
+
+``observe`` is the status's read (``hitless.deploy.deploy_journal_info``): the workers listed and
+any other the host runs, each as this module sees it before a move.
 """
 from __future__ import absolute_import, division, print_function
 
@@ -57,19 +60,24 @@ class WorkerError(InstanceError):
 
 
 def check_params(params):
-    if not _PREFIX.match(params["unit"] or ""):
-        raise WorkerError("unit %r is not a template unit prefix (letters, digits, ':', '_', '.', '-'; "
-                          "no '@')" % params["unit"], "unit")
-    if not params["workers"]:
-        raise WorkerError("workers must name at least one worker (the IDs of UNIT@ID)", "workers")
-    for worker in params["workers"]:
-        if not _ID.match(worker or "") or worker.endswith(NEXT):
-            raise WorkerError("workers: %r is not a worker ID (letters, digits, '_', '.', ':'; not "
-                              "ending in %s, the overlap's suffix)" % (worker, NEXT), "workers")
-    if len(set(params["workers"])) != len(params["workers"]):
-        raise WorkerError("workers lists an ID twice: %s" % ", ".join(params["workers"]), "workers")
+    check_names(params["unit"], params["workers"], required=True)
     if params["settle"] < 0 or params["start_timeout"] <= 0:
         raise WorkerError("settle must be 0 or more and start_timeout positive", "settle")
+
+
+def check_names(unit, workers, required=False, unit_param="unit", workers_param="workers"):
+    """Refuse a unit prefix or worker IDs that app_worker would refuse."""
+    if not _PREFIX.match(unit or ""):
+        raise WorkerError("%s %r is not a template unit prefix (letters, digits, ':', '_', '.', '-'; "
+                          "no '@')" % (unit_param, unit), unit_param)
+    if required and not workers:
+        raise WorkerError("%s must name at least one worker (the IDs of UNIT@ID)" % workers_param, workers_param)
+    for worker in workers:
+        if not _ID.match(worker or "") or worker.endswith(NEXT):
+            raise WorkerError("%s: %r is not a worker ID (letters, digits, '_', '.', ':'; not "
+                              "ending in %s, the overlap's suffix)" % (workers_param, worker, NEXT), workers_param)
+    if len(set(workers)) != len(workers):
+        raise WorkerError("%s lists an ID twice: %s" % (workers_param, ", ".join(workers)), workers_param)
 
 
 def unit_of(prefix, worker):
@@ -241,3 +249,73 @@ def ensure(params, systemctl, check_mode, proc="/proc", sleep=time.sleep, clock=
         "workers": after,
         "diff": {"before": {"workers": before}, "after": {"workers": after}},
     }
+
+
+def loaded(text, prefix):
+    """{ID: ActiveState} of the instances ``PREFIX@ID.service`` in the output of ``systemctl
+    list-units --all --plain --no-legend --full`` (UNIT LOAD ACTIVE SUB DESCRIPTION; a failed
+    unit may come after a bullet)."""
+    head, tail = prefix + "@", ".service"
+    found = {}
+    for line in text.splitlines():
+        fields = line.split()
+        for at, field in enumerate(fields):
+            if field.startswith(head) and field.endswith(tail) and len(field) > len(head) + len(tail):
+                rest = fields[at + 1:]
+                found[field[len(head):-len(tail)]] = rest[1] if len(rest) > 1 else "unknown"
+                break
+    return found
+
+
+def discover(systemctl, prefix, runtime_dir=RUNTIME_DIR):
+    """IDs of the workers the host runs or has left something of: an instance of the template
+    (worker or overlap) that systemd has loaded and is not inactive (running, starting,
+    stopping or failed), or an overlap whose pin is still under ``runtime_dir``."""
+    out = systemctl.call("list-units", "--all", "--plain", "--no-legend", "--full", "--", "%s@*.service" % prefix)
+    ids = set()
+    for name, state in loaded(out, prefix).items():
+        if state != "inactive":
+            ids.add(name[:-len(NEXT)] if name.endswith(NEXT) else name)
+    head, tail = prefix + "@", NEXT + ".service.d"
+    try:
+        entries = os.listdir(runtime_dir)
+    except OSError:
+        entries = []
+    for entry in entries:
+        if entry.startswith(head) and entry.endswith(tail) and len(entry) > len(head) + len(tail) \
+                and os.path.isfile(os.path.join(runtime_dir, entry, DROP_IN)):
+            ids.add(entry[len(head):-len(tail)])
+    return ids
+
+
+def observe(systemctl, prefix, listed, proc="/proc", runtime_dir=RUNTIME_DIR):
+    """Each worker listed, then each other one :func:`discover` finds (``listed`` false): its
+    state, the release its main process runs (the same read as a move's), and its overlap's
+    state, release and pin. Reads only."""
+    check_names(prefix, listed, unit_param="worker_unit")
+    ids = list(listed) + sorted(discover(systemctl, prefix, runtime_dir) - set(listed))
+    views = []
+    for worker_id in ids:
+        worker = Worker(systemctl, {"unit": prefix, "runtime_dir": runtime_dir}, worker_id, proc)
+        props, path = worker.release_of(worker.original)
+        next_props, next_path = worker.release_of(worker.overlap)
+        views.append({
+            "worker": worker_id, "listed": worker_id in listed, "unit": worker.original,
+            "load_state": props.get("LoadState"), "active_state": props.get("ActiveState"),
+            "sub_state": props.get("SubState"), "main_pid": int(props.get("MainPID") or 0),
+            "running_release": os.path.basename(path) if path else None,
+            "overlap": {"unit": worker.overlap, "active_state": next_props.get("ActiveState"),
+                        "main_pid": int(next_props.get("MainPID") or 0),
+                        "running_release": os.path.basename(next_path) if next_path else None,
+                        "pinned_to": pinned_to(read_file(worker.drop_in))}})
+    return views
+
+
+def read(params, systemctl, proc="/proc", runtime_dir=RUNTIME_DIR):
+    """``host.workers`` of ``deploy_journal_info``: :func:`observe` of ``params['worker_unit']``
+    and ``params['workers']``, or nothing without a worker unit."""
+    if not params.get("worker_unit"):
+        if params.get("workers"):
+            raise WorkerError("workers needs worker_unit, the prefix of their template unit", "workers")
+        return []
+    return observe(systemctl, params["worker_unit"], params.get("workers") or [], proc, runtime_dir)

@@ -5,7 +5,8 @@
 what in it is inconsistent, with what to run.
 
 Input is what the status entry point of the rolling role registers: per app host the result
-of ``hitless.deploy.deploy_journal_info`` with the host's names (app, ports, servers), per
+of ``hitless.deploy.deploy_journal_info`` (its instances, and its background workers with their
+overlaps) with the host's names (app, root, ports, servers), per
 HAProxy host and backend the results of ``hitless.deploy.haproxy_info`` and
 ``hitless.deploy.deploy_lock_info``. A host that could not be read is a finding, not an error.
 
@@ -45,9 +46,20 @@ def _instance(instances, port, name):
             "pid": seen.get("main_pid")}
 
 
+def _worker(seen):
+    overlap = seen.get("overlap") or {}
+    pinned = overlap.get("pinned_to")
+    return {"id": seen.get("worker"), "unit": seen.get("unit"), "listed": bool(seen.get("listed")),
+            "state": "not-found" if seen.get("load_state") == "not-found" else seen.get("active_state") or "unknown",
+            "release": seen.get("running_release"), "pid": seen.get("main_pid"),
+            "overlap": {"unit": overlap.get("unit"), "state": overlap.get("active_state") or "unknown",
+                        "release": overlap.get("running_release"),
+                        "pinned": pinned.rstrip("/").rsplit("/", 1)[-1] if pinned else None}}
+
+
 def app_row(spec, read):
     """One app host and app: its instance and clone, links, releases, journals."""
-    row = {"host": spec["host"], "app": spec["app"], "backend": spec["backend"],
+    row = {"host": spec["host"], "app": spec["app"], "root": spec.get("root"), "backend": spec["backend"],
            "server": spec["server"], "clone_server": spec["clone_server"], "error": _failure(read)}
     if row["error"]:
         return row
@@ -57,6 +69,7 @@ def app_row(spec, read):
     row.update(
         instance=_instance(instances, spec["port"], spec["app"]),
         clone=_instance(instances, spec["clone_port"], spec["app"]),
+        workers=[_worker(w) for w in host.get("workers") or []],
         current=host.get("current"), current_is_link=bool(host.get("current_is_link")),
         previous=host.get("previous"), releases=list(host.get("releases") or []),
         bad=dict(host.get("bad") or {}),
@@ -85,6 +98,43 @@ def lb_row(host, backend, info, lock_info):
 
 def _flag(where, what, fix):
     return {"host": where, "what": what, "fix": fix}
+
+
+_IDLE = ("inactive", "failed", "unknown")
+
+
+def _worker_flags(row, worker):
+    """A worker not active or on another release than current, an overlap left running or
+    pinned: each with app_worker's move to current (which the deploy itself would not do: a
+    deploy of the release already current changes nothing, and a repair acts on an open journal
+    only) or a start."""
+    host, unit, current = row["host"], worker["unit"], row["current"]
+    overlap = worker["overlap"]
+    move = ("ansible %s -m hitless.deploy.app_worker -a 'unit=%s workers=%s release_path=%s/releases/%s'"
+            % (host, unit.split("@", 1)[0], worker["id"], row.get("root") or "ROOT", current))
+    unlisted = ("" if worker["listed"] else
+                "; and list %s in rolling_workers, or the next deploy leaves it behind again" % worker["id"])
+    flags = []
+    if worker["state"] == "not-found":
+        flags.append(_flag(host, "worker %s is listed but not installed" % unit,
+                           "install the workers' template unit (role hitless.deploy.app, app_workers and "
+                           "app_worker_exec_start) or drop %s from rolling_workers" % worker["id"]))
+    elif worker["state"] != "active":
+        flags.append(_flag(host, "worker %s is %s" % (unit, worker["state"]),
+                           "see journalctl -u %s, then systemctl start %s (it starts on current, %s)%s"
+                           % (unit, unit, current, unlisted)))
+    elif worker["release"] and worker["release"] != current:
+        flags.append(_flag(host, "worker %s runs release %s but current is %s" % (unit, worker["release"], current),
+                           "move it to current behind an overlap: %s%s" % (move, unlisted)))
+    if overlap["state"] not in _IDLE:
+        flags.append(_flag(host, "overlap %s is %s (release %s) with no deploy under way"
+                           % (overlap["unit"], overlap["state"], overlap["release"]),
+                           "%s (the worker runs current first, then the overlap stops and its pin goes)" % move))
+    elif overlap["pinned"]:
+        flags.append(_flag(host, "overlap %s is %s but its pin to release %s is left"
+                           % (overlap["unit"], overlap["state"], overlap["pinned"]),
+                           "%s (removes the pin)" % move))
+    return flags
 
 
 def _app_flags(row, deploying):
@@ -125,6 +175,9 @@ def _app_flags(row, deploying):
                            % (clone["unit"], clone["state"], clone["release"]),
                            "when HAProxy sends it nothing (server %s in MAINT), systemctl stop %s"
                            % (row["clone_server"], clone["unit"])))
+    if row["current_is_link"] and row["current"]:
+        for worker in row["workers"]:
+            flags += _worker_flags(row, worker)
     return flags
 
 
@@ -187,8 +240,14 @@ def _table(header, rows):
     return ["  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in [header] + rows]
 
 
+def _overlap_cell(overlap):
+    if overlap["state"] in _IDLE:
+        return "%s, pin %s left" % (overlap["state"], overlap["pinned"]) if overlap["pinned"] else "-"
+    return "%s %s %s" % (overlap["unit"].replace(".service", ""), overlap["state"], _cell(overlap["release"]))
+
+
 def lines(status):
-    """The status as text lines: app hosts, HAProxy hosts, findings."""
+    """The status as text lines: app hosts, their workers (when any), HAProxy hosts, findings."""
     apps = []
     for r in status["apps"]:
         if r["error"]:
@@ -205,6 +264,11 @@ def lines(status):
                      else ("%s %s" % (r["last"]["outcome"], r["last"]["ended"])) if r["last"] else "-"])
     out = _table(["HOST", "APP", "INSTANCE", "RUNS", "CURRENT", "PREVIOUS", "CLONE", "KEPT", "BAD",
                   "JOURNAL"], apps)
+    workers = [[r["host"], r["app"], w["unit"].replace(".service", "") + ("" if w["listed"] else " (unlisted)"),
+                w["state"], _cell(w["release"]), _overlap_cell(w["overlap"])]
+               for r in status["apps"] if not r["error"] for w in r.get("workers") or []]
+    if workers:
+        out += [""] + _table(["HOST", "APP", "WORKER", "STATE", "RUNS", "OVERLAP"], workers)
     lbs = []
     for r in status["haproxy"]:
         servers = "not read: " + r["error"] if r["error"] else ", ".join(
@@ -215,8 +279,8 @@ def lines(status):
     out += [""] + _table(["HAPROXY", "BACKEND", "LOCK", "SERVERS"], lbs)
     out.append("")
     if not status["flags"]:
-        out.append("Consistent: every instance runs current, no clone, no open journal, "
-                   "every server ready.")
+        out.append("Consistent: every instance and worker runs current, no clone, no overlap, "
+                   "no open journal, every server ready.")
     for flag in status["flags"]:
         out.append("%s: %s. Fix: %s." % (flag["host"], flag["what"], flag["fix"]))
     return out

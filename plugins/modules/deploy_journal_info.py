@@ -13,6 +13,10 @@ description:
     space under O(root), and for each of O(ports) the unit C(NAME@PORT), the release its main
     process really runs (the working directory it started in) and every process listening on
     the port, naming those that do not belong to the unit.
+  - With O(worker_unit), the app's background workers too (the instances C(WORKER_UNIT@ID) that
+    M(hitless.deploy.app_worker) moves); each of O(workers), then every other one the host
+    runs or has left something of (see RV(host.workers)), so a worker nobody listed is still
+    reported.
 author: hitless.deploy developers (@hitless-deploy)
 extends_documentation_fragment:
   - hitless.deploy.attributes
@@ -31,6 +35,19 @@ options:
     type: list
     elements: int
     default: []
+  worker_unit:
+    description:
+      - Prefix of the workers' template unit C(WORKER_UNIT@.service), as
+        M(hitless.deploy.app_worker)'s O(hitless.deploy.app_worker#module:unit); unset, no
+        worker is read.
+    type: str
+  workers:
+    description:
+      - IDs of the workers expected on the host (as the deploy's C(rolling_workers)); reported
+        even when systemd does not know them. Needs O(worker_unit).
+    type: list
+    elements: str
+    default: []
 seealso:
   - module: hitless.deploy.deploy_journal
   - ref: ansible_collections.hitless.deploy.rolling_role
@@ -45,6 +62,15 @@ EXAMPLES = r"""
     root: /srv/demo
     name: demo
     ports: [8080, 8081]
+  register: host_state
+
+- name: Read the workers demo-worker@1 and @2 too, and any other demo-worker@ID running
+  hitless.deploy.deploy_journal_info:
+    root: /srv/demo
+    name: demo
+    ports: [8080]
+    worker_unit: demo-worker
+    workers: ["1", "2"]
   register: host_state
 
 - name: Stop when an interrupted deploy is still open
@@ -100,6 +126,31 @@ host:
           instances their own view of O(root), C(TemporaryFileSystem=) over it and a release
           bound onto C(current), see C(docs/apps.md)).
       type: dict
+    workers:
+      description:
+        - Without O(worker_unit), empty. Otherwise one entry per worker, those of O(workers)
+          first in their order, then by ID every other worker whose unit or overlap systemd has
+          loaded and not inactive (running, starting, stopping, failed), or whose overlap's pin
+          is left under C(/run/systemd/system).
+        - C(worker) (its ID), C(listed) (whether O(workers) names it), C(unit),
+          C(load_state), C(active_state), C(sub_state), C(main_pid), C(running_release) (the
+          release directory its main process runs in, found by its identity as for the
+          instances, or null) and C(overlap) (C(unit) C(WORKER_UNIT@ID-next), C(active_state),
+          C(main_pid), C(running_release), C(pinned_to), the release directory its runtime
+          drop-in pins or null).
+      type: list
+      elements: dict
+      sample:
+        - worker: "1"
+          listed: true
+          unit: demo-worker@1.service
+          load_state: loaded
+          active_state: active
+          sub_state: running
+          main_pid: 4242
+          running_release: v2
+          overlap: {unit: demo-worker@1-next.service, active_state: inactive, main_pid: 0,
+                    running_release: null, pinned_to: null}
 path:
   description: The journal file.
   returned: always
@@ -108,7 +159,9 @@ path:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.hitless.deploy.plugins.module_utils._app_instance import parse_show
+from ansible_collections.hitless.deploy.plugins.module_utils import _app_worker
+from ansible_collections.hitless.deploy.plugins.module_utils._app_instance import (
+    InstanceError, failure, module_systemctl, parse_show)
 from ansible_collections.hitless.deploy.plugins.module_utils._journal import (
     SHOW_ARGS,
     JournalError,
@@ -122,6 +175,8 @@ def main():
             root=dict(type="path", required=True),
             name=dict(type="str", required=True),
             ports=dict(type="list", elements="int", default=[]),
+            worker_unit=dict(type="str"),
+            workers=dict(type="list", elements="str", default=[]),
         ),
         supports_check_mode=True,
     )
@@ -136,8 +191,11 @@ def main():
 
     try:
         result = read(module.params, show)
+        result["host"]["workers"] = _app_worker.read(module.params, module_systemctl(module))
     except JournalError as e:
         module.fail_json(msg=e.msg, param=e.param)
+    except InstanceError as e:
+        module.fail_json(**failure(e))
     except (IOError, OSError) as e:
         module.fail_json(msg="journal under %s: %s" % (module.params["root"], e))
     module.exit_json(**result)

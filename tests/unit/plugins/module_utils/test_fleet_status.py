@@ -87,3 +87,80 @@ def test_a_server_missing_from_its_backend_is_flagged():
     del missing["info"]["backends"]["demo"]["servers"]["app1"]
     assert whats(fleet_status([{"spec": SPEC, "read": read()}], [missing])) == [
         "backend demo has no server app1 (app host app1)"]
+
+
+def worker(worker_id, runs="v2", state="active", listed=True, overlap="inactive", overlap_runs=None, pinned=None,
+           load_state="loaded"):
+    return {"worker": worker_id, "listed": listed, "unit": "demo-worker@%s.service" % worker_id,
+            "load_state": load_state, "active_state": state, "sub_state": "running", "main_pid": 20,
+            "running_release": runs,
+            "overlap": {"unit": "demo-worker@%s-next.service" % worker_id, "active_state": overlap, "main_pid": 0,
+                        "running_release": overlap_runs, "pinned_to": pinned and "/srv/demo/releases/" + pinned}}
+
+
+def with_workers(*workers, **kw):
+    seen = read(**kw)
+    seen["host"]["workers"] = list(workers)
+    return seen
+
+
+ROOTED = dict(SPEC, root="/srv/demo")
+MOVE = "ansible app1 -m hitless.deploy.app_worker -a 'unit=demo-worker workers=%s release_path=/srv/demo/releases/v2'"
+
+
+def test_workers_on_current_with_no_overlap_are_consistent_and_shown_in_their_own_table():
+    status = fleet_status([{"spec": ROOTED, "read": with_workers(worker("1"), worker("9", listed=False))}], [lb()])
+    assert status["consistent"], status["flags"]
+    assert [(w["id"], w["state"], w["release"], w["listed"]) for w in status["apps"][0]["workers"]] == [
+        ("1", "active", "v2", True), ("9", "active", "v2", False)]
+    text = lines(status)
+    assert text[3:6] == ["HOST  APP   WORKER                    STATE   RUNS  OVERLAP",
+                         "app1  demo  demo-worker@1             active  v2    -",
+                         "app1  demo  demo-worker@9 (unlisted)  active  v2    -"], text
+
+
+def test_no_workers_no_worker_table():
+    assert not any("WORKER" in line for line in lines(fleet_status([{"spec": ROOTED, "read": read()}], [lb()])))
+
+
+def test_a_worker_on_another_release_is_moved_by_app_worker_and_an_unlisted_one_also_listed():
+    status = fleet_status([{"spec": ROOTED, "read": with_workers(worker("1", runs="v1"),
+                                                                 worker("9", runs="v1", listed=False))}], [lb()])
+    assert [(f["what"], f["fix"]) for f in status["flags"]] == [
+        ("worker demo-worker@1.service runs release v1 but current is v2",
+         "move it to current behind an overlap: " + MOVE % "1"),
+        ("worker demo-worker@9.service runs release v1 but current is v2",
+         "move it to current behind an overlap: " + MOVE % "9"
+         + "; and list 9 in rolling_workers, or the next deploy leaves it behind again")]
+    assert "app1  demo  demo-worker@1             active  v1    -" in lines(status)
+
+
+def test_a_worker_down_or_not_installed_and_overlaps_left_running_or_pinned_are_flagged():
+    status = fleet_status([{"spec": ROOTED, "read": with_workers(
+        worker("1", state="failed", runs=None), worker("2", overlap="active", overlap_runs="v2", pinned="v2"),
+        worker("3", overlap="inactive", pinned="v1"), worker("4", state="inactive", runs=None, load_state="not-found"))}],
+        [lb()])
+    assert [(f["what"], f["fix"]) for f in status["flags"]] == [
+        ("worker demo-worker@1.service is failed",
+         "see journalctl -u demo-worker@1.service, then systemctl start demo-worker@1.service (it starts on current, v2)"),
+        ("overlap demo-worker@2-next.service is active (release v2) with no deploy under way",
+         MOVE % "2" + " (the worker runs current first, then the overlap stops and its pin goes)"),
+        ("overlap demo-worker@3-next.service is inactive but its pin to release v1 is left",
+         MOVE % "3" + " (removes the pin)"),
+        ("worker demo-worker@4.service is listed but not installed",
+         "install the workers' template unit (role hitless.deploy.app, app_workers and app_worker_exec_start) "
+         "or drop 4 from rolling_workers")]
+    text = lines(status)
+    assert "app1  demo  demo-worker@2  active     v2    demo-worker@2-next active v2" in text, text
+    assert "app1  demo  demo-worker@3  active     v2    inactive, pin v1 left" in text, text
+    assert "app1  demo  demo-worker@4  not-found  -     -" in text, text
+
+
+def test_workers_and_overlaps_of_a_deploy_under_way_are_not_findings():
+    journal = {"deploy_id": "d2", "step": "post_start", "started": 0, "updated": 0}
+    lock = {"deploy_id": "d2", "holder": {"user": "ops"}, "hosts": ["app1"], "since": 0}
+    moving = with_workers(worker("1", runs="v1", overlap="active", overlap_runs="v2", pinned="v2"), journal=journal)
+    assert fleet_status([{"spec": ROOTED, "read": moving}], [lb(lock=lock)])["consistent"]
+    # Nobody holds the lock: the interrupted deploy is the finding, its repair moves the workers.
+    assert whats(fleet_status([{"spec": ROOTED, "read": moving}], [lb()])) == [
+        "deploy d2 of demo stopped at step post_start (since 1970-01-01 00:00:00 UTC) and nobody holds its lock"]
