@@ -168,8 +168,12 @@ def _app_flags(row, deploying):
     elif instance["release"] and row["current"] and instance["release"] != row["current"]:
         flags.append(_flag(host, "%s runs release %s but current is %s"
                            % (instance["unit"], instance["release"], row["current"]),
-                           "restart it behind a clone: ansible-playbook hitless.deploy.rolling "
-                           "-e hitless_release_name=%s%s" % (row["current"], limit)))
+                           # A deploy of current itself changes nothing (prepare finds it serving):
+                           # current must name what runs before a deploy can swap it behind a clone.
+                           "point current back at what it runs (on %s: ln -sfn releases/%s %s/current), "
+                           "then deploy the release you want: ansible-playbook hitless.deploy.rolling "
+                           "-e hitless_release_src=...%s"
+                           % (host, instance["release"], row.get("root") or "ROOT", limit)))
     if clone["state"] not in ("inactive", "failed", "unknown"):
         flags.append(_flag(host, "clone %s is %s (release %s) with no deploy under way"
                            % (clone["unit"], clone["state"], clone["release"]),

@@ -1,7 +1,7 @@
 from ansible_collections.hitless.deploy.plugins.module_utils._fleet_status import fleet_status, lines
 
 SPEC = {"host": "app1", "app": "demo", "backend": "demo", "server": "app1",
-        "clone_server": "app1-clone", "port": 8080, "clone_port": 8081}
+        "clone_server": "app1-clone", "port": 8080, "clone_port": 8081, "root": "/srv/demo"}
 
 
 def read(current="v2", runs="v2", state="active", clone_state="inactive", clone_runs=None,
@@ -35,10 +35,13 @@ def test_a_fleet_as_a_deploy_leaves_it_is_consistent():
     assert lines(status)[-1].startswith("Consistent")
 
 
-def test_an_instance_on_another_release_than_current_is_flagged_with_a_deploy_of_current():
+def test_an_instance_on_another_release_than_current_is_flagged_with_current_pointed_back_first():
     status = fleet_status([{"spec": SPEC, "read": read(runs="v1")}], [lb()])
     assert whats(status) == ["demo@8080.service runs release v1 but current is v2"]
-    assert "hitless_release_name=v2 --limit app1" in status["flags"][0]["fix"]
+    # A deploy of v2 would find v2 serving and change nothing.
+    fix = status["flags"][0]["fix"]
+    assert "ln -sfn releases/v1 %s/current" % SPEC["root"] in fix and fix.endswith("--limit app1"), fix
+    assert "hitless_release_name=v2" not in fix
 
 
 def test_what_a_deploy_leaves_behind_is_flagged_when_nobody_deploys():
