@@ -228,3 +228,59 @@ def test_rq_workers_move_to_the_new_release_and_no_job_is_lost_or_run_twice(lab,
             assert workers["%s-worker@%s-next" % (APP, worker)] == "inactive", (
                 workers, sh(lab, host, "systemctl status --no-pager '%s-worker@*' 2>&1 | tail -40; true" % APP))
         assert sh(lab, host, "ls /run/systemd/system | grep -c worker || true") == "0"
+
+
+# Enqueues one 3 s job, waits until a worker has it in hand, stops demo-worker@1 (the only one
+# consuming) as a deploy stops an old worker, and prints what became of the job.
+IN_HAND = r"""
+import json, subprocess, time
+from redis import Redis
+from rq import Queue
+redis = Redis(host="queue1")
+queue = Queue(%(queue)r, connection=redis)
+job = queue.enqueue("jobs.record", %(number)d, time.time(), 3.0, job_id="in-hand-%(number)d")
+deadline = time.time() + 30
+while job.get_status(refresh=True) != "started" and time.time() < deadline:
+    time.sleep(0.05)
+in_hand = getattr(job.get_status(), "value", None)
+stop = subprocess.run(["systemctl", "stop", "%(unit)s"], capture_output=True, text=True)
+deadline = time.time() + 15
+while job.get_status(refresh=True) == "started" and time.time() < deadline:
+    time.sleep(0.2)
+done = [json.loads(r) for r in redis.lrange(%(results)r, 0, -1) if json.loads(r)["job"] == %(number)d]
+print(json.dumps({"in_hand": in_hand, "stop_rc": stop.returncode, "status": getattr(job.get_status(), "value", None),
+                  "results": len(done)}))
+redis.delete(%(results)r)
+"""
+
+
+@pytest.mark.parametrize("kill_mode,finished", [("mixed", True), ("control-group", False)])
+def test_a_stopping_rq_worker_finishes_the_job_in_hand_only_with_kill_mode_mixed(lab, kill_mode, finished):
+    """The app role's default (app_worker_kill_mode: mixed) is what lets RQ's warm shutdown
+    finish a job: with control-group, systemd's SIGTERM also reaches the work horse, which dies."""
+    host = lab.groups["app"][0]
+    drop_in = "/run/systemd/system/%s-worker@1.service.d" % APP
+    python = sh(lab, host, "readlink -f %s/current" % ROOT) + "/venv/bin/python"
+    try:
+        sh(lab, host, "systemctl stop %s-worker@2" % APP)
+        if kill_mode != "mixed":
+            sh(lab, host, "mkdir -p %s && printf '[Service]\\nKillMode=%s\\n' > %s/kill-mode.conf && "
+                          "systemctl daemon-reload" % (drop_in, kill_mode, drop_in))
+        sh(lab, host, "systemctl restart %s-worker@1 && sleep 2" % APP)
+        assert sh(lab, host, "systemctl show -p KillMode --value %s-worker@1" % APP) == kill_mode
+        number = int(time.time())
+        run = subprocess.run(ssh_argv(lab, host, python, "-"), input=IN_HAND % {
+            "queue": build_rq_release.QUEUE, "results": RESULTS, "unit": "%s-worker@1" % APP, "number": number},
+            capture_output=True, text=True, timeout=90, check=False)
+        assert run.returncode == 0, run.stdout + run.stderr
+        seen = json.loads(run.stdout)
+        print("kill mode", kill_mode, seen)
+        assert (seen["in_hand"], seen["stop_rc"]) == ("started", 0), seen
+        if finished:
+            assert (seen["status"], seen["results"]) == ("finished", 1), seen
+        else:
+            # Cut short: no result; RQ finds its horse killed (failed) or never ends it (started).
+            assert seen["status"] != "finished" and seen["results"] == 0, seen
+    finally:
+        sh(lab, host, "rm -rf %s && systemctl daemon-reload && systemctl start %s-worker@1 %s-worker@2"
+           % (drop_in, APP, APP))
