@@ -1,9 +1,10 @@
 """RQ workers on a real Redis move with the release: no job lost, none run twice.
 
-The lab ``itest-rq`` (1 HAProxy host, 1 app host, the queue host ``queue1`` running Debian's
-``redis-server``) runs the RQ app of tests/real_apps/build_rq_release.py: Flask under gunicorn
-for the web, and two workers ``demo-worker@1``/``@2`` running ``rq worker`` from the release's
-venv (RQ and its Redis client from PyPI). Each job (``jobs.record``, 0.3 s) appends to a Redis
+The lab ``itest-rq`` (1 HAProxy host; ``app1``, a web host; ``app2``, a worker-only host in
+group ``workers``; the queue host ``queue1`` running Debian's ``redis-server``) runs the RQ app
+of tests/real_apps/build_rq_release.py: Flask under gunicorn for the web on app1, and on both
+hosts two workers ``demo-worker@1``/``@2`` running ``rq worker`` from the release's venv (RQ and
+its Redis client from PyPI). Each job (``jobs.record``, 0.3 s) appends to a Redis
 list the release of its code and of the library ``releasemark`` in the venv that ran it.
 
 While a deploy runs, a feeder enqueues a job every 0.25 s with RQ itself (the venv of the
@@ -11,28 +12,33 @@ release serving when the test starts, run on the app host). Afterwards: every jo
 exactly one result, none failed, none is left queued or started; the jobs started before the
 deploy ran on the old release, those started after it on the new one, each on code and library
 of one release; no job waited as long as a worker takes to start; the web lost no request and
-each answer came from one release; both workers run the new release, no overlap is left.
+each answer came from one release; every worker of both hosts runs the new release, no overlap
+is left; the worker-only host moved after the web host, and a deploy that finds it moved
+changes nothing there (checked, then applied).
 """
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
 import time
 
 import pytest
+import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _deploy import (APP, BIN, FAST, REPO, ROOT, Run, ansible_env, base_name, check_clean,  # noqa: E402
-                     check_under_load, current_release, deploy_runs, sh)
-from _labs import LabError, booted_lab  # noqa: E402
+                     check_under_load, current_release, deploy_runs, kill_group, sh, task_line)
+from _labs import BootedLab, LabError, booted_lab  # noqa: E402
 from _real_apps import BuildError, check_one_release_per_answer  # noqa: E402
 
 sys.path.insert(0, os.path.join(REPO, "tests", "real_apps"))
 import build_rq_release  # noqa: E402
 
 WORKERS = ["1", "2"]
+WORKER_HOST = "app2"
 NEXT = {"rq-v1": "rq-v2", "rq-v2": "rq-v1"}
 # An rq worker of these releases is ready WORKER_STARTUP_S after its start (worker_settings.py
 # stands for a real app's framework loading), so a gap in consumption would make the jobs
@@ -90,8 +96,9 @@ def lab(tmp_path_factory):
         pytest.fail("the RQ releases could not be built: %s" % error, pytrace=False)
     releases = {os.path.basename(p)[:-len(".tar.gz")]: p for p in paths}
     try:
-        with booted_lab("itest-rq", "--app-hosts", "1", "--topology", "lb", "--queue-host",
+        with booted_lab("itest-rq", "--app-hosts", "2", "--topology", "lb", "--queue-host",
                         "--no-provision") as booted:
+            booted = worker_only(booted, WORKER_HOST, tmp_path_factory.mktemp("inventory") / "inventory.yml")
             apps = [{"name": APP, "port": 8080, "clone_port": 8081, "workers": WORKERS,
                      "release_src": releases["rq-v1"], "release_name": "rq-v1",
                      "exec_start": build_rq_release.APP_EXEC_START,
@@ -108,6 +115,16 @@ def lab(tmp_path_factory):
             yield booted
     except LabError as error:
         pytest.fail(str(error), pytrace=False)
+
+
+def worker_only(booted, host, path):
+    """The lab with ``host`` moved from group app to group workers: a worker-only host."""
+    with open(booted.inventory) as handle:
+        data = yaml.safe_load(handle)
+    children = data["all"]["children"]
+    children["workers"] = {"hosts": {host: children["app"]["hosts"].pop(host)}}
+    path.write_text(yaml.safe_dump(data))
+    return BootedLab(booted.name, str(path), booted.lb_url)
 
 
 def ssh_argv(lab, host, *command):
@@ -161,22 +178,25 @@ class Jobs:
         return json.loads(collect.stdout)
 
 
-def in_hand_at_sigterm(lab, host, done, since, old):
+def in_hand_at_sigterm(lab, hosts, done, since, old):
     """The jobs of release ``old`` that a worker had in hand when it was told to stop (RQ's warm
     shutdown finished them): how often the test saw what KillMode=mixed is for."""
-    stops = {}
-    for line in sh(lab, host, "journalctl -o short-unix --since @%d -u '%s-worker@*' | grep ' Stopping ' || true"
-                   % (int(since), APP)).splitlines():
-        stamp, unit = float(line.split()[0]), line.split(" Stopping ")[1].split(".service")[0]
-        stops.setdefault(unit.split("@", 1)[1], []).append(stamp)
-    return sum(1 for r in done if r["version"] == old.split("-")[-1] and any(
-        r["claimed_at"] < stop < r["finished_at"] for stop in stops.get(r["worker"], ())))
+    count = 0
+    for host in hosts:
+        stops = {}
+        for line in sh(lab, host, "journalctl -o short-unix --since @%d -u '%s-worker@*' | grep ' Stopping ' || true"
+                       % (int(since), APP)).splitlines():
+            stamp, unit = float(line.split()[0]), line.split(" Stopping ")[1].split(".service")[0]
+            stops.setdefault(unit.split("@", 1)[1], []).append(stamp)
+        count += sum(1 for r in done if r["host"] == host and r["version"] == old.split("-")[-1] and any(
+            r["claimed_at"] < stop < r["finished_at"] for stop in stops.get(r["worker"], ())))
+    return count
 
 
-def check_jobs(jobs, held, before, after, old, new):
+def check_jobs(jobs, held, before, after, old, new, moved=None):
     """None lost, failed or run twice, none waited a worker's start; ``old`` ran the jobs started
-    before the deploy started, ``new`` those started after it ended, each on code and library of
-    one release."""
+    before the deploy started, ``new`` those started after it ended (on the hosts ``moved``,
+    default all), each on code and library of one release."""
     assert len(jobs.names) > 40, ("jobs enqueued", len(jobs.names), jobs.proc.returncode, jobs.other_output[-10:])
     assert (held["queued"], held["started"], held["failed"]) == ([], [], {}), held
     results = {}
@@ -193,20 +213,36 @@ def check_jobs(jobs, held, before, after, old, new):
     assert longest < WORKER_STARTUP_S - 1, ("the longest a job waited, s", longest)
     old, new = old.split("-")[-1], new.split("-")[-1]
     assert {r["version"] for r in done if r["claimed_at"] < before} <= {old}
-    assert {r["version"] for r in done if r["claimed_at"] > after} == {new}, sorted(
-        (r["job"], r["version"]) for r in done if r["claimed_at"] > after)[:10]
+    late = [r for r in done if r["claimed_at"] > after and (moved is None or r["host"] in moved)]
+    assert {r["version"] for r in late} == {new}, sorted((r["job"], r["host"], r["version"]) for r in late)[:10]
     return done, {"jobs": len(jobs.names), "run": len(done), "lost": len(lost), "twice": len(twice),
+                  "by_host": {h: sum(1 for r in done if r["host"] == h) for h in {r["host"] for r in done}},
                   "by_version": {v: sum(1 for r in done if r["version"] == v) for v in {r["version"] for r in done}},
                   "longest_wait_s": round(longest, 2)}
 
 
+def check_workers_on(lab, host, release):
+    workers = worker_releases(lab, host)
+    for worker in WORKERS:
+        assert base_name(workers["%s-worker@%s" % (APP, worker)]) == release, (host, workers)
+        assert workers["%s-worker@%s-next" % (APP, worker)] == "inactive", (
+            host, workers, sh(lab, host, "systemctl status --no-pager '%s-worker@*' 2>&1 | tail -40; true" % APP))
+    assert sh(lab, host, "ls /run/systemd/system | grep -c worker || true") == "0", host
+
+
+def changed_on(output, host):
+    """The ``changed=`` count of ``host`` in the play recap."""
+    return int(re.search(r"^%s\s*:.*changed=(\d+)" % re.escape(host), output, re.M).group(1))
+
+
 def test_rq_workers_move_to_the_new_release_and_no_job_is_lost_or_run_twice(lab, tmp_path):
     host = lab.groups["app"][0]
+    hosts = [host, WORKER_HOST]
     for round_trip in ("forward", "back"):
         old = current_release(lab, host)
         new = NEXT[old]
-        workers = worker_releases(lab, host)
-        assert [base_name(workers["%s-worker@%s" % (APP, w)]) for w in WORKERS] == [old] * len(WORKERS), workers
+        for each in hosts:
+            check_workers_on(lab, each, old)
         jobs = Jobs(lab, host)
         time.sleep(2)
         started = time.time()
@@ -220,14 +256,29 @@ def test_rq_workers_move_to_the_new_release_and_no_job_is_lost_or_run_twice(lab,
         check_one_release_per_answer(result)
         check_clean(lab, new)
         done, figures = check_jobs(jobs, held, started, ended, old, new)
-        figures["in_hand_at_sigterm"] = in_hand_at_sigterm(lab, host, done, started, old)
+        # Both hosts consumed before and after the deploy.
+        for each in hosts:
+            assert {r["version"] for r in done if r["host"] == each} == {old.split("-")[-1], new.split("-")[-1]}, each
+        figures["in_hand_at_sigterm"] = in_hand_at_sigterm(lab, hosts, done, started, old)
         print("rq", round_trip, old, "->", new, "jobs", figures, "web", result.summary())
-        workers = worker_releases(lab, host)
-        for worker in WORKERS:
-            assert base_name(workers["%s-worker@%s" % (APP, worker)]) == new, workers
-            assert workers["%s-worker@%s-next" % (APP, worker)] == "inactive", (
-                workers, sh(lab, host, "systemctl status --no-pager '%s-worker@*' 2>&1 | tail -40; true" % APP))
-        assert sh(lab, host, "ls /run/systemd/system | grep -c worker || true") == "0"
+        for each in hosts:
+            check_workers_on(lab, each, new)
+        # The worker-only host: current moved, no web instance, and its move came after the web
+        # host's whole swap (the clone removed).
+        assert current_release(lab, WORKER_HOST) == new
+        assert sh(lab, WORKER_HOST, "systemctl is-active %s@8080 || true" % APP) == "inactive"
+        output = result.output
+        assert output.index("PLAY [Move the workers of worker-only hosts") > output.rindex(
+            "TASK [hitless.deploy.rolling : Remove the clone"), output[-3000:]
+
+    # Found moved: nothing to do on the worker-only host, checked then applied.
+    release = current_release(lab, host)
+    for args in (["--check"], []):
+        again = deploy_runs(lab, tmp_path / ("again" + "".join(args)), [Run(
+            "rolling", extra_vars=dict(WORKER_VARS, hitless_release_src=lab.rq_releases[release]), args=args)])
+        assert again.rc == 0, again.tail(60)
+        assert changed_on(again.output, WORKER_HOST) == 0, again.tail(60)
+        check_workers_on(lab, WORKER_HOST, release)
 
 
 # Enqueues one 3 s job, waits until a worker has it in hand, stops demo-worker@1 (the only one
@@ -284,3 +335,94 @@ def test_a_stopping_rq_worker_finishes_the_job_in_hand_only_with_kill_mode_mixed
     finally:
         sh(lab, host, "rm -rf %s && systemctl daemon-reload && systemctl start %s-worker@1 %s-worker@2"
            % (drop_in, APP, APP))
+
+
+def main_pids(lab, host):
+    return {w: sh(lab, host, "systemctl show -p MainPID --value %s-worker@%s" % (APP, w)) for w in WORKERS}
+
+
+def test_a_worker_only_host_whose_worker_cannot_start_keeps_its_old_workers_and_a_rerun_moves_them(lab, tmp_path):
+    host = lab.groups["app"][0]
+    old = current_release(lab, WORKER_HOST)
+    new = NEXT[old]
+    before = main_pids(lab, WORKER_HOST)
+    # Only this host's overlap of worker 1 cannot start: the release is good on the web host.
+    broken = "/etc/systemd/system/%s-worker@1-next.service.d" % APP
+    sh(lab, WORKER_HOST, "mkdir -p %s && printf '[Service]\\nExecStartPre=/bin/false\\n' > %s/broken.conf && "
+                         "systemctl daemon-reload" % (broken, broken))
+    try:
+        jobs = Jobs(lab, host)
+        time.sleep(2)
+        started = time.time()
+        result = deploy_runs(lab, tmp_path / "broken", [Run(
+            "rolling", extra_vars=dict(WORKER_VARS, hitless_release_src=lab.rq_releases[new]))])
+        ended = time.time()
+        time.sleep(2)
+        held = jobs.finish()
+    finally:
+        sh(lab, WORKER_HOST, "rm -rf %s && systemctl daemon-reload" % broken)
+    assert result.rc != 0, result.tail(60)
+    assert "did not start on this worker-only host" in result.output, result.tail(60)
+    check_under_load(result, swapped=[host], app_hosts=[host])
+    check_clean(lab, new)
+    check_workers_on(lab, host, new)
+    # The worker-only host: its workers never stopped, no overlap left, current unchanged.
+    assert main_pids(lab, WORKER_HOST) == before
+    check_workers_on(lab, WORKER_HOST, old)
+    assert current_release(lab, WORKER_HOST) == old
+    done, figures = check_jobs(jobs, held, started, ended, old, new, moved=[host])
+    assert {r["version"] for r in done if r["host"] == WORKER_HOST} == {old.split("-")[-1]}
+    print("rq worker-only host failed", figures, "web", result.summary())
+
+    result = deploy_runs(lab, tmp_path / "again", [Run(
+        "rolling", extra_vars=dict(WORKER_VARS, hitless_release_src=lab.rq_releases[new]))])
+    assert result.rc == 0, result.tail(60)
+    check_workers_on(lab, WORKER_HOST, new)
+    assert current_release(lab, WORKER_HOST) == new
+    print("rq worker-only host re-run", result.summary())
+
+
+def kill_after(seconds):
+    """A trigger's action: SIGKILL the controller's process group ``seconds`` later, while the
+    step that started runs on the host (unless the run has ended by then)."""
+    def action(proc):
+        def kill():
+            if proc.poll() is None:
+                kill_group(proc)
+        threading.Timer(seconds, kill).start()
+    return action
+
+
+# In the worker-only host's play: while its overlaps start and settle (the play began, the
+# release is staged in a second or two), and while its workers are replaced (current moved).
+WORKER_HOST_KILLS = {
+    "overlapping": (r"^PLAY \[Move the workers of worker-only hosts", 5.0),
+    "moving": (task_line("Point current at release"), 2.0),
+}
+
+
+@pytest.mark.parametrize("kill_at", sorted(WORKER_HOST_KILLS))
+def test_controller_killed_during_a_worker_only_hosts_move_then_a_plain_rerun_finishes_it(lab, tmp_path, kill_at):
+    host = lab.groups["app"][0]
+    old = current_release(lab, WORKER_HOST)
+    new = NEXT[old]
+    pattern, delay = WORKER_HOST_KILLS[kill_at]
+    variables = dict(WORKER_VARS, hitless_release_src=lab.rq_releases[new])
+    jobs = Jobs(lab, host)
+    time.sleep(2)
+    started = time.time()
+    result = deploy_runs(lab, tmp_path, [Run("rolling", extra_vars=variables, triggers=[(pattern, kill_after(delay))]),
+                                         Run("rolling", extra_vars=variables)])
+    ended = time.time()
+    time.sleep(2)
+    held = jobs.finish()
+    killed, rerun = result.runs
+    assert killed.fired and killed.rc == -9, (killed.rc, killed.output[-3000:])
+    assert rerun.rc == 0, rerun.output[-3000:]
+    check_under_load(result, swapped=[host], app_hosts=[host])
+    check_clean(lab, new)
+    for each in (host, WORKER_HOST):
+        check_workers_on(lab, each, new)
+    assert current_release(lab, WORKER_HOST) == new
+    _done, figures = check_jobs(jobs, held, started, ended, old, new)
+    print("rq killed while", kill_at, figures, "web", result.summary())

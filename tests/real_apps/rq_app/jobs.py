@@ -11,6 +11,7 @@ is written only once the job is done, so a job cut short leaves none: the test f
 """
 import json
 import os
+import socket
 import time
 
 from rq import get_current_job
@@ -29,7 +30,7 @@ def record(number, enqueued, seconds=0.3):
     result = {"job": number, "enqueued": enqueued, "claimed_at": started, "finished_at": time.time(),
               "version": CODE_RELEASE, "dependency": releasemark.RELEASE,
               "dependency_dist": metadata.version("releasemark"),
-              "worker": os.environ.get("WORKER"), "pid": os.getpid(), "ppid": os.getppid(),
+              "host": socket.gethostname(), "worker": os.environ.get("WORKER"), "pid": os.getpid(), "ppid": os.getppid(),
               "cwd": os.getcwd(), "rq_job": job.id}
     job.connection.rpush(RESULTS, json.dumps(result))
     return result
