@@ -6,6 +6,15 @@ claimed by one atomic rename, its result naming the release that ran it). While 
 a feeder on the app host enqueues a job every 0.25 s. Each test checks: no job lost, none run
 twice, no job waited as long as a worker takes to start (a gap in consumption would show as
 that wait), which release ran the jobs, 0 failed web requests, and the state left behind.
+
+The cases: a plain deploy moves the workers; a release whose worker cannot start rolls the host
+back with the old workers never stopped; the controller SIGKILLed (its whole process group, as
+a dying CI runner) while app_worker runs on the host, once overlapping the workers on the new
+release (post_start, before route back) and once moving them (cleanup, after route back), then
+a plain re-run repairs forward from the journal and leaves both workers on the new release.
+The module on the host outlives the controller and finishes its move, possibly while the
+re-run's own move runs; so each kill point runs twice, the module left to run on and killed
+on the host too (the move left half done for the re-run).
 """
 import json
 import os
@@ -19,7 +28,8 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _deploy import (APP, BIN, FAST, NEXT, REPO, ROOT, Run, ansible_env, base_name,  # noqa: E402
-                     check_clean, check_under_load, current_release, deploy_runs, role_failures, sh)
+                     check_clean, check_under_load, current_release, deploy_runs, kill_group,
+                     role_failures, sh, task_line)
 from _labs import LabError, booted_lab  # noqa: E402
 
 WORKERS = ["1", "2"]
@@ -27,12 +37,13 @@ WORKER_STARTUP_S = 3
 QUEUE = ROOT + "/shared/queue"
 WORKER_VARS = {"rolling_workers": WORKERS, "rolling_worker_settle": WORKER_STARTUP_S + 1,
                "rolling_environment": dict(FAST["rolling_environment"], WORKER_STARTUP_DELAY=str(WORKER_STARTUP_S))}
-# Enqueues a job every 0.25 s until the stop file appears (at most 180 s), printing each name.
+# Enqueues a job every 0.25 s until the stop file appears (at most 300 s: a killed run and its
+# re-run feed into one queue), printing each name.
 FEEDER = r"""
 import json, os, time
 new = "%(queue)s/new"
 stop, started, n = "%(queue)s/stop-feeder", time.time(), 0
-while not os.path.exists(stop) and time.time() - started < 180:
+while not os.path.exists(stop) and time.time() - started < 300:
     n += 1
     name = "job-%%06d" %% n
     with open(os.path.join(new, "." + name), "w") as f:
@@ -146,12 +157,17 @@ def check_jobs(jobs, results, before, after, old, new):
             "longest_wait_s": round(longest, 2)}
 
 
-def deploy_with_jobs(lab, tmp_path, release, extra=None):
+def worker_run(release, triggers=()):
+    return Run("rolling", release, extra_vars=WORKER_VARS, triggers=triggers)
+
+
+def deploy_with_jobs(lab, tmp_path, *runs):
+    """``runs`` one after the other under the probes, the feeder enqueuing throughout."""
     host = lab.groups["app"][0]
     jobs = Jobs(lab, host)
     time.sleep(2)
     started = time.time()
-    result = deploy_runs(lab, tmp_path, [Run("rolling", release, extra_vars=dict(WORKER_VARS, **(extra or {})))])
+    result = deploy_runs(lab, tmp_path, list(runs))
     ended = time.time()
     time.sleep(2)
     return result, jobs, jobs.finish(), started, ended
@@ -163,7 +179,7 @@ def test_workers_move_to_the_new_release_without_a_gap_and_no_job_is_lost_or_run
     new = NEXT[old]
     workers = worker_releases(lab, host)
     assert [base_name(workers["%s-worker@%s" % (APP, w)]) for w in WORKERS] == [old] * len(WORKERS), workers
-    result, jobs, results, started, ended = deploy_with_jobs(lab, tmp_path, new)
+    result, jobs, results, started, ended = deploy_with_jobs(lab, tmp_path, worker_run(new))
     assert result.rc == 0, result.tail(60)
     check_under_load(result, swapped=[host], app_hosts=[host])
     check_clean(lab, new)
@@ -181,7 +197,7 @@ def test_a_release_whose_worker_cannot_start_rolls_the_host_back_and_the_old_wor
     host = lab.groups["app"][0]
     serving = current_release(lab, host)
     before = pids(lab, host)
-    result, jobs, results, _started, _ended = deploy_with_jobs(lab, tmp_path, "noworker")
+    result, jobs, results, _started, _ended = deploy_with_jobs(lab, tmp_path, worker_run("noworker"))
     assert result.rc != 0, result.tail(60)
     failure = role_failures(result.output).get(host, result.tail(40))
     assert "post_start" in failure and "did not stay up" in failure, failure
@@ -196,3 +212,131 @@ def test_a_release_whose_worker_cannot_start_rolls_the_host_back_and_the_old_wor
     sh(lab, host, "rm -rf %s/.hitless/bad/*" % ROOT)
     figures = check_jobs(jobs, results, 0, 0, serving, serving)
     print("jobs", figures)
+
+
+# The module's payload directory on the host (the AnsiballZ wrapper's, under the host's /tmp)
+# exists from the module's start to its end: while it does, app_worker runs there.
+MODULE_RUNNING = "ls -d /tmp/ansible_*app_worker_payload_* 2>/dev/null || true"
+# The module's SSH session on the host (Ansible runs a pipelined module as
+# "sh -c 'PYTHON && sleep 0'", its session's leader), SIGKILLed whole; and the payload
+# directory a killed wrapper leaves behind. Prints how many sessions it killed.
+KILL_MODULE = ("n=0; for pid in $(pgrep -f -- '-c .*python[0-9.]* && sleep 0$'); do "
+               "pkill -KILL -s $(ps -o sid= -p $pid) && n=$((n + 1)); done; sleep 0.5; "
+               "rm -rf /tmp/ansible_*app_worker_payload_*; echo $n")
+
+
+class KillMidModule:
+    """A trigger action for the start line of a "Make the workers ..." task: the line is printed
+    before the module even reaches the host, so wait (at most 60 s) until the host shows the
+    module at work (``acting``, and its payload there), then SIGKILL the controller's process
+    group. That does not stop the module on the host (its SSH session only loses its client:
+    no terminal, no SIGHUP), so it finishes the move on its own unless ``module_too`` kills its
+    session there as well (as a host that lost it would), leaving the move half done.
+    Afterwards, in a thread of its own, how long the module went on running on the host."""
+
+    def __init__(self, lab, host, acting, module_too):
+        self.lab, self.host, self.acting, self.module_too = lab, host, acting, module_too
+        self.seen_acting = self.killed_at = self.module_ended_at = self.sessions_killed = None
+        self.payloads, self.watcher, self.rerun_moves_at = [], None, None
+
+    def _check(self, command):
+        proc = self.lab.ssh(self.host, command, timeout=20)
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    def __call__(self, proc):
+        try:
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                self.payloads = (self._check(MODULE_RUNNING) or "").split()
+                if self.payloads and self.acting(self):
+                    self.seen_acting = time.time()
+                    break
+                time.sleep(0.2)
+        finally:
+            kill_group(proc)
+            self.killed_at = time.time()
+            if self.module_too:
+                self.sessions_killed = self._check(KILL_MODULE)
+        self.watcher = threading.Thread(target=self._watch, daemon=True)
+        self.watcher.start()
+
+    def _watch(self):
+        # This module's payload only: the re-run's own app_worker may run meanwhile.
+        deadline = time.time() + 180
+        while self.payloads and time.time() < deadline:
+            if self._check("ls -d %s 2>/dev/null || true" % " ".join(self.payloads)) == "":
+                self.module_ended_at = time.time()
+                return
+            time.sleep(0.5)
+
+    def rerun_moves(self, _proc):
+        """A trigger action for the re-run: when its converge starts moving the workers."""
+        self.rerun_moves_at = time.time()
+
+
+def overlap_started(killer):
+    """app_worker overlapping: the first overlap has been started (it is now settling)."""
+    return killer._check("systemctl is-active %s-worker@%s-next || true" % (APP, WORKERS[0])) == "active"
+
+
+def first_worker_replaced(before):
+    """app_worker moving: the first worker's original was stopped and started again."""
+    def acting(killer):
+        pid = killer._check("systemctl show -p MainPID --value %s-worker@%s" % (APP, WORKERS[0]))
+        return pid not in (None, before[WORKERS[0]])
+    return acting
+
+
+@pytest.mark.parametrize("module", ["module-runs-on", "module-killed-too"])
+@pytest.mark.parametrize("state", ["overlapped", "moved"])
+def test_controller_killed_while_the_workers_move_then_a_plain_rerun_converges(lab, tmp_path, state, module):
+    host = lab.groups["app"][0]
+    old = current_release(lab, host)
+    new = NEXT[old]
+    before = pids(lab, host)
+    workers = worker_releases(lab, host)
+    assert [base_name(workers["%s-worker@%s" % (APP, w)]) for w in WORKERS] == [old] * len(WORKERS), workers
+    # overlapped: post_start, the original on the new release but drained, the clone serving;
+    # killed there, the first overlap is up and the second not yet. moved: cleanup, after
+    # route back, both overlaps up; killed there, the first worker runs the new release and
+    # the second the old one.
+    acting = overlap_started if state == "overlapped" else first_worker_replaced(before)
+    killer = KillMidModule(lab, host, acting, module == "module-killed-too")
+    # The name as Ansible prints it, templated: "Make the workers moved on release v2+1a2b3c4d".
+    # Only the deploy's own task matches in the killed run: the converge's (the same task
+    # file) is included only when a journal is open, and it is closed before this run.
+    trigger = task_line("Make the workers %s on release %s" % (state, new))
+    result, jobs, results, started, ended = deploy_with_jobs(
+        lab, tmp_path, worker_run(new, triggers=[(trigger, killer)]),
+        worker_run(new, triggers=[(task_line("Make the workers moved"), killer.rerun_moves)]))
+    killed, rerun = result.runs
+    assert killed.fired, "the kill point %r was never reached:\n%s" % (trigger, killed.output[-3000:])
+    assert killed.rc == -9, (killed.rc, killed.output[-2000:])
+    assert killer.seen_acting, ("app_worker was not seen at work on the host before the kill",
+                                killed.output[-2000:])
+    if module == "module-killed-too":
+        assert killer.sessions_killed == "1", ("the module's session on the host", killer.sessions_killed)
+    assert rerun.rc == 0, result.tail(60)
+    check_under_load(result, swapped=[host], app_hosts=[host])
+    check_clean(lab, new)
+    assert set(result.by_version) <= {old, new}, result.by_version
+    assert result.answered_after_end() == {(host, new)}, result.answered_after_end()
+    workers = worker_releases(lab, host)
+    for worker in WORKERS:
+        assert base_name(workers["%s-worker@%s" % (APP, worker)]) == new, workers
+        assert workers["%s-worker@%s-next" % (APP, worker)] == "inactive", (
+            workers, sh(lab, host, "systemctl status --no-pager '%s-worker@*' 2>&1 | tail -40; true" % APP))
+    assert sh(lab, host, "ls /run/systemd/system | grep -c worker || true") == "0"
+    # The re-run found the journal open (the clone is removed and the journal closed only
+    # after the move) and finished the deploy forward: the new release ran and passed its
+    # checks. Nothing was left to deploy after that.
+    record = result.records[host]
+    assert record["outcome"] == "unchanged" and record["repaired"].endswith("forward"), record
+    figures = check_jobs(jobs, results, started, ended, old, new)
+    killer.watcher.join(timeout=5)
+    # Whether the killed run's module was still at work when the re-run's converge began its
+    # own move (the two then act on the same units at once).
+    after_kill = {"module ended": killer.module_ended_at, "re-run moves": killer.rerun_moves_at}
+    print(state, module, "jobs", figures, "s after the kill:",
+          {k: round(v - killer.killed_at, 1) if v else None for k, v in after_kill.items()},
+          result.summary())
