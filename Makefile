@@ -93,23 +93,25 @@ integration-local: deps
 # LAB_SIDE_TARGETS: make targets run once the other lab tests are done, while the longer
 # sessions still run, so no core is left idle (make test).
 LAB_SIDE_TARGETS ?=
+# The workers' tests kill the controller mid-move too: with the fault tests, in their own lab.
+LAB_FAULT_TESTS := $(addprefix tests/integration/lab/,test_rolling_faults.py test_workers.py)
 LAB_MATRIX_TESTS := $(addprefix tests/integration/lab/,test_platforms.py test_controllers.py test_real_apps.py \
   test_several_apps.py test_rq_workers.py)
 integration-lab: deps
 	@rm -rf $(TMP)/itest && mkdir -p $(TMP)/itest
-	@$(BIN)/pytest -q --basetemp=$(TMP)/itest/faults tests/integration/lab/test_rolling_faults.py \
+	@$(BIN)/pytest -q --basetemp=$(TMP)/itest/faults $(LAB_FAULT_TESTS) \
 	  > $(TMP)/itest/faults.log 2>&1 & faults=$$!; \
 	$(BIN)/pytest -q --basetemp=$(TMP)/itest/matrix $(wildcard $(LAB_MATRIX_TESTS)) \
 	  > $(TMP)/itest/matrix.log 2>&1 & matrix=$$!; \
 	$(BIN)/pytest -q --basetemp=$(TMP)/itest/others tests/integration/lab \
-	  --ignore=tests/integration/lab/test_rolling_faults.py \
+	  $(addprefix --ignore=,$(LAB_FAULT_TESTS)) \
 	  $(addprefix --ignore=,$(LAB_MATRIX_TESTS)) && others=0 || others=$$?; \
 	side=0; if [ -n "$(LAB_SIDE_TARGETS)" ]; then \
 	  $(MAKE) --no-print-directory $(LAB_SIDE_TARGETS) || side=$$?; fi; \
 	wait $$matrix && mstatus=0 || mstatus=$$?; \
 	echo "--- matrix tests ($(notdir $(LAB_MATRIX_TESTS))):"; cat $(TMP)/itest/matrix.log; \
 	wait $$faults && status=0 || status=$$?; \
-	echo "--- fault tests (tests/integration/lab/test_rolling_faults.py):"; cat $(TMP)/itest/faults.log; \
+	echo "--- fault tests ($(notdir $(LAB_FAULT_TESTS))):"; cat $(TMP)/itest/faults.log; \
 	$(BIN)/python tests/integration/lab/fault_matrix.py $(TMP)/itest; \
 	test $$others -eq 0 && test $$side -eq 0 && test $$mstatus -eq 0 && test $$status -eq 0
 

@@ -19,6 +19,12 @@ description:
     tell a release that does not start from a journal that could not be written.
   - The rolling role makes each move one call with it, because a module call costs the host and
     the controller the same whatever it does (C(docs/cpu.md)).
+notes:
+  - A call holds an exclusive lock C(/run/hitless-deploy/<name>.lock) (the instance's C(name)) on the host for as long as it
+    acts, and a second call on the same units waits for it (up to 900 s, then fails naming the
+    holder). A controller killed mid-call leaves its module running on the host until it is
+    done; the next run's converge waits for it instead of acting on the same units at once.
+    Check mode takes no lock.
 author: hitless.deploy developers (@hitless-deploy)
 extends_documentation_fragment:
   - hitless.deploy.attributes
@@ -111,10 +117,13 @@ sub_state:
   sample: failed
 """
 
+import contextlib
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.hitless.deploy.plugins.module_utils._app_instance import module_systemctl
 from ansible_collections.hitless.deploy.plugins.module_utils._app_move import MoveError, run
+from ansible_collections.hitless.deploy.plugins.module_utils._unit_lock import UnitLockTimeout, held
 
 
 def secret_values(checks):
@@ -137,8 +146,15 @@ def main():
     )
     module.no_log_values.update(secret_values(module.params["checks"]))
     systemctl = module_systemctl(module, required=module.params["instance"] is not None)
+    instance = module.params["instance"] or {}
+    # Calls on one app's instances one at a time (a killed controller's call may still run);
+    # a dry run, or a call with no instance (the journal alone), takes no lock.
+    lock = held(instance["name"]) if instance.get("name") and not module.check_mode else contextlib.nullcontext()
     try:
-        result = run(module.params, systemctl, module.check_mode)
+        with lock:
+            result = run(module.params, systemctl, module.check_mode)
+    except UnitLockTimeout as e:
+        module.fail_json(msg=str(e), part="instance", param="name")
     except MoveError as e:
         module.fail_json(msg=e.msg, part=e.part, param=e.param, **e.result)
     module.exit_json(**result)

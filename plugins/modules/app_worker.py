@@ -25,6 +25,12 @@ description:
     C(current), which must point at O(release_path); once it stayed up for O(settle) seconds
     the overlap is stopped the same way and its drop-in removed.
   - Both are idempotent, so a converge, either way, is O(state=moved) to the release to keep.
+notes:
+  - A call holds an exclusive lock C(/run/hitless-deploy/<unit>.lock) (O(unit)) on the host for as long as it
+    acts, and a second call on the same units waits for it (up to 900 s, then fails naming the
+    holder). A controller killed mid-call leaves its module running on the host until it is
+    done; the next run's converge waits for it instead of acting on the same units at once.
+    Check mode takes no lock.
 author: hitless.deploy developers (@hitless-deploy)
 attributes:
   check_mode:
@@ -121,18 +127,26 @@ param:
   type: str
 """
 
+import contextlib
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.hitless.deploy.plugins.module_utils._app_instance import (
     InstanceError, failure, module_systemctl)
 from ansible_collections.hitless.deploy.plugins.module_utils._app_worker import ARGUMENT_SPEC, ensure
+from ansible_collections.hitless.deploy.plugins.module_utils._unit_lock import UnitLockTimeout, held
 
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     systemctl = module_systemctl(module)
+    # A dry run changes nothing: it neither waits for nor blocks a call that does.
+    lock = contextlib.nullcontext() if module.check_mode else held(module.params["unit"])
     try:
-        result = ensure(module.params, systemctl, module.check_mode)
+        with lock:
+            result = ensure(module.params, systemctl, module.check_mode)
+    except UnitLockTimeout as e:
+        module.fail_json(msg=str(e))
     except InstanceError as e:
         module.fail_json(worker=getattr(e, "worker", None), **failure(e))
     except (IOError, OSError) as e:

@@ -18,6 +18,7 @@ import time
 import xml.etree.ElementTree as ET
 
 from _deploy import APP, BIN, REPO, ROOT, ansible_env, current_dir, sh  # noqa: E402
+from _workers import runs_in  # noqa: E402
 
 UNIT = APP + "-worker"
 
@@ -32,15 +33,6 @@ def status(lab, workers, *args):
     output = proc.stdout + proc.stderr
     found = re.search(r"^\s*RUN: (\{.*\})\s*$", output, re.M)
     return proc.returncode, output, json.loads(found.group(1))["hitless_status"] if found else None
-
-
-def runs_in(lab, host, unit):
-    """The release directory ``unit``'s main process works in (same inode), or ''."""
-    pid = sh(lab, host, "systemctl show -p MainPID --value %s" % unit)
-    if pid == "0":
-        return ""
-    return sh(lab, host, "cd %s/releases && for d in *; do [ \"$(stat -Lc %%d:%%i /proc/%s/cwd)\" = "
-                         "\"$(stat -c %%d:%%i $d)\" ] && echo $d; done; true" % (ROOT, pid))
 
 
 def workers_of(published, host):

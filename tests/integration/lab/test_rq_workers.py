@@ -31,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _deploy import (APP, BIN, FAST, REPO, ROOT, Run, ansible_env, base_name, check_clean,  # noqa: E402
                      check_under_load, current_release, deploy_runs, kill_group, sh, task_line)
+from _workers import worker_pids, worker_releases  # noqa: E402
 from _labs import BootedLab, LabError, booted_lab  # noqa: E402
 from _real_apps import BuildError, check_one_release_per_answer  # noqa: E402
 
@@ -133,20 +134,6 @@ def ssh_argv(lab, host, *command):
             "root@" + lab.hosts[host]] + list(command)
 
 
-def worker_releases(lab, host):
-    """{unit: release directory its main process runs in, or its state} of workers and overlaps."""
-    found = {}
-    for worker in WORKERS + [w + "-next" for w in WORKERS]:
-        unit = "%s-worker@%s" % (APP, worker)
-        pid = sh(lab, host, "systemctl show -p MainPID --value %s" % unit)
-        if pid == "0":
-            found[unit] = sh(lab, host, "systemctl is-active %s || true" % unit)
-            continue
-        found[unit] = sh(lab, host, "cd %s/releases && for d in *; do [ \"$(stat -Lc %%d:%%i /proc/%s/cwd)\" = "
-                                    "\"$(stat -c %%d:%%i $d)\" ] && echo $d; done; true" % (ROOT, pid))
-    return found
-
-
 class Jobs:
     """The feeder (RQ's enqueue, from the venv of the release serving now) while a deploy runs."""
 
@@ -222,7 +209,7 @@ def check_jobs(jobs, held, before, after, old, new, moved=None):
 
 
 def check_workers_on(lab, host, release):
-    workers = worker_releases(lab, host)
+    workers = worker_releases(lab, host, WORKERS)
     for worker in WORKERS:
         assert base_name(workers["%s-worker@%s" % (APP, worker)]) == release, (host, workers)
         assert workers["%s-worker@%s-next" % (APP, worker)] == "inactive", (
@@ -337,15 +324,11 @@ def test_a_stopping_rq_worker_finishes_the_job_in_hand_only_with_kill_mode_mixed
            % (drop_in, APP, APP))
 
 
-def main_pids(lab, host):
-    return {w: sh(lab, host, "systemctl show -p MainPID --value %s-worker@%s" % (APP, w)) for w in WORKERS}
-
-
 def test_a_worker_only_host_whose_worker_cannot_start_keeps_its_old_workers_and_a_rerun_moves_them(lab, tmp_path):
     host = lab.groups["app"][0]
     old = current_release(lab, WORKER_HOST)
     new = NEXT[old]
-    before = main_pids(lab, WORKER_HOST)
+    before = worker_pids(lab, WORKER_HOST, WORKERS)
     # Only this host's overlap of worker 1 cannot start: the release is good on the web host.
     broken = "/etc/systemd/system/%s-worker@1-next.service.d" % APP
     sh(lab, WORKER_HOST, "mkdir -p %s && printf '[Service]\\nExecStartPre=/bin/false\\n' > %s/broken.conf && "
@@ -367,7 +350,7 @@ def test_a_worker_only_host_whose_worker_cannot_start_keeps_its_old_workers_and_
     check_clean(lab, new)
     check_workers_on(lab, host, new)
     # The worker-only host: its workers never stopped, no overlap left, current unchanged.
-    assert main_pids(lab, WORKER_HOST) == before
+    assert worker_pids(lab, WORKER_HOST, WORKERS) == before
     check_workers_on(lab, WORKER_HOST, old)
     assert current_release(lab, WORKER_HOST) == old
     done, figures = check_jobs(jobs, held, started, ended, old, new, moved=[host])

@@ -19,6 +19,7 @@ import yaml
 
 from _deploy import (APP, BIN, CLONE_PORT, LOCK_DIR, REPO, ROOT, ansible_env,  # noqa: E402
                      current_dir, lb_hosts, show_stat, sh)
+from _workers import runs_in  # noqa: E402
 
 RECAP_RE = re.compile(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 DEPLOY_ID = "status-test"
@@ -81,19 +82,17 @@ def test_a_quiet_fleet_reads_as_consistent_and_nothing_changes_run_after_run(lab
         # The release the process runs, checked two ways over ssh: the release directory that
         # is its working directory (the same inode; the process sees it at current), and the
         # version the instance answers with.
-        pid = sh(lab, host, "systemctl show -p MainPID --value %s@8080" % APP)
-        runs_in = sh(lab, host, "cd %s/releases && for d in *; do [ \"$(stat -Lc %%d:%%i /proc/%s/cwd)\" = "
-                                "\"$(stat -c %%d:%%i $d)\" ] && echo $d; done; true" % (ROOT, pid))
+        release_dir = runs_in(lab, host, "%s@8080" % APP)
         answer = json.loads(sh(lab, host, "python3 -c \"import urllib.request as u; "
                                           "print(u.urlopen('http://127.0.0.1:8080/').read().decode())\""))
-        assert runs_in.split("+")[0] == answer["version"], (runs_in, answer)
+        assert release_dir.split("+")[0] == answer["version"], (release_dir, answer)
         assert (row["instance"]["state"], row["instance"]["release"], row["current"]) == (
-            "active", runs_in, serving), row
+            "active", release_dir, serving), row
         assert row["clone"]["state"] == "inactive" and row["journal"] is None, row
         kept = sh(lab, host, "ls -A %s/releases" % ROOT).split()
         assert sorted(row["releases"]) == sorted(k for k in kept if not k.startswith(".")), row
         assert row["releases"][0] == serving, row
-        assert re.search(r'"%s\s+%s\s+8080 active\s+%s\s+%s\s' % (host, APP, re.escape(runs_in), re.escape(serving)),
+        assert re.search(r'"%s\s+%s\s+8080 active\s+%s\s+%s\s' % (host, APP, re.escape(release_dir), re.escape(serving)),
                          runs[1].output), runs[1].output[-3000:]
     for lb in lb_hosts(lab):
         for row in (r for r in published["haproxy"] if r["host"] == lb):

@@ -30,6 +30,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _deploy import (APP, BIN, FAST, NEXT, REPO, ROOT, Run, ansible_env, base_name,  # noqa: E402
                      check_clean, check_under_load, current_release, deploy_runs, kill_group,
                      role_failures, sh, task_line)
+from _status_workers import check_worker_findings, check_workers_shown  # noqa: E402
+from _workers import worker_pids, worker_releases  # noqa: E402
 from _labs import LabError, booted_lab  # noqa: E402
 
 WORKERS = ["1", "2"]
@@ -71,24 +73,6 @@ def lab(tmp_path_factory):
             yield booted
     except LabError as error:
         pytest.fail(str(error), pytrace=False)
-
-
-def worker_releases(lab, host):
-    """{unit: release directory its main process runs in, or its state} of workers and overlaps."""
-    found = {}
-    for worker in WORKERS + [w + "-next" for w in WORKERS]:
-        unit = "%s-worker@%s" % (APP, worker)
-        pid = sh(lab, host, "systemctl show -p MainPID --value %s" % unit)
-        if pid == "0":
-            found[unit] = sh(lab, host, "systemctl is-active %s || true" % unit)
-            continue
-        found[unit] = sh(lab, host, "cd %s/releases && for d in *; do [ \"$(stat -Lc %%d:%%i /proc/%s/cwd)\" = "
-                                    "\"$(stat -c %%d:%%i $d)\" ] && echo $d; done; true" % (ROOT, pid))
-    return found
-
-
-def pids(lab, host):
-    return {w: sh(lab, host, "systemctl show -p MainPID --value %s-worker@%s" % (APP, w)) for w in WORKERS}
 
 
 class Jobs:
@@ -177,7 +161,7 @@ def test_workers_move_to_the_new_release_without_a_gap_and_no_job_is_lost_or_run
     host = lab.groups["app"][0]
     old = current_release(lab, host)
     new = NEXT[old]
-    workers = worker_releases(lab, host)
+    workers = worker_releases(lab, host, WORKERS)
     assert [base_name(workers["%s-worker@%s" % (APP, w)]) for w in WORKERS] == [old] * len(WORKERS), workers
     result, jobs, results, started, ended = deploy_with_jobs(lab, tmp_path, worker_run(new))
     assert result.rc == 0, result.tail(60)
@@ -185,7 +169,7 @@ def test_workers_move_to_the_new_release_without_a_gap_and_no_job_is_lost_or_run
     check_clean(lab, new)
     figures = check_jobs(jobs, results, started, ended, old, new)
     print("jobs", figures)
-    workers = worker_releases(lab, host)
+    workers = worker_releases(lab, host, WORKERS)
     for worker in WORKERS:
         assert base_name(workers["%s-worker@%s" % (APP, worker)]) == new, workers
         assert workers["%s-worker@%s-next" % (APP, worker)] == "inactive", (
@@ -196,15 +180,15 @@ def test_workers_move_to_the_new_release_without_a_gap_and_no_job_is_lost_or_run
 def test_a_release_whose_worker_cannot_start_rolls_the_host_back_and_the_old_workers_never_stop(lab, tmp_path):
     host = lab.groups["app"][0]
     serving = current_release(lab, host)
-    before = pids(lab, host)
+    before = worker_pids(lab, host, WORKERS)
     result, jobs, results, _started, _ended = deploy_with_jobs(lab, tmp_path, worker_run("noworker"))
     assert result.rc != 0, result.tail(60)
     failure = role_failures(result.output).get(host, result.tail(40))
     assert "post_start" in failure and "did not stay up" in failure, failure
     check_under_load(result, swapped=[host], app_hosts=[host])
     check_clean(lab, serving)
-    assert pids(lab, host) == before
-    workers = worker_releases(lab, host)
+    assert worker_pids(lab, host, WORKERS) == before
+    workers = worker_releases(lab, host, WORKERS)
     assert all(workers["%s-worker@%s-next" % (APP, w)] == "inactive" for w in WORKERS), (
         workers, sh(lab, host, "systemctl status --no-pager '%s-worker@*' 2>&1 | tail -40; true" % APP))
     marks = sh(lab, host, "ls %s/.hitless/bad" % ROOT).split()
@@ -293,8 +277,8 @@ def test_controller_killed_while_the_workers_move_then_a_plain_rerun_converges(l
     host = lab.groups["app"][0]
     old = current_release(lab, host)
     new = NEXT[old]
-    before = pids(lab, host)
-    workers = worker_releases(lab, host)
+    before = worker_pids(lab, host, WORKERS)
+    workers = worker_releases(lab, host, WORKERS)
     assert [base_name(workers["%s-worker@%s" % (APP, w)]) for w in WORKERS] == [old] * len(WORKERS), workers
     # overlapped: post_start, the original on the new release but drained, the clone serving;
     # killed there, the first overlap is up and the second not yet. moved: cleanup, after
@@ -321,7 +305,7 @@ def test_controller_killed_while_the_workers_move_then_a_plain_rerun_converges(l
     check_clean(lab, new)
     assert set(result.by_version) <= {old, new}, result.by_version
     assert result.answered_after_end() == {(host, new)}, result.answered_after_end()
-    workers = worker_releases(lab, host)
+    workers = worker_releases(lab, host, WORKERS)
     for worker in WORKERS:
         assert base_name(workers["%s-worker@%s" % (APP, worker)]) == new, workers
         assert workers["%s-worker@%s-next" % (APP, worker)] == "inactive", (
@@ -340,3 +324,9 @@ def test_controller_killed_while_the_workers_move_then_a_plain_rerun_converges(l
     print(state, module, "jobs", figures, "s after the kill:",
           {k: round(v - killer.killed_at, 1) if v else None for k, v in after_kill.items()},
           result.summary())
+
+
+def test_the_status_shows_each_worker_on_the_release_it_runs_and_flags_what_is_left_behind(lab, tmp_path):
+    host = lab.groups["app"][0]
+    check_workers_shown(lab, host, WORKERS, tmp_path)
+    check_worker_findings(lab, host, WORKERS)
