@@ -271,8 +271,10 @@ def first_worker_replaced(before):
     return acting
 
 
-@pytest.mark.parametrize("module", ["module-runs-on", "module-killed-too"])
-@pytest.mark.parametrize("state", ["overlapped", "moved"])
+# Two of the four combinations, for CI's time (all four passed 3 to 5 times each, docs/reliability.md):
+# the module killed too leaves the overlaps half started for the re-run; the module left to run
+# moves the workers while the re-run's converge waits for it (app_worker's lock on the units).
+@pytest.mark.parametrize("state,module", [("overlapped", "module-killed-too"), ("moved", "module-runs-on")])
 def test_controller_killed_while_the_workers_move_then_a_plain_rerun_converges(lab, tmp_path, state, module):
     host = lab.groups["app"][0]
     old = current_release(lab, host)
@@ -319,7 +321,7 @@ def test_controller_killed_while_the_workers_move_then_a_plain_rerun_converges(l
     figures = check_jobs(jobs, results, started, ended, old, new)
     killer.watcher.join(timeout=5)
     # Whether the killed run's module was still at work when the re-run's converge began its
-    # own move (the two then act on the same units at once).
+    # own move (its task starts; its module then waits on app_worker's lock on the units).
     after_kill = {"module ended": killer.module_ended_at, "re-run moves": killer.rerun_moves_at}
     print(state, module, "jobs", figures, "s after the kill:",
           {k: round(v - killer.killed_at, 1) if v else None for k, v in after_kill.items()},
