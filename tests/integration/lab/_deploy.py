@@ -143,6 +143,17 @@ def ansible_env():
     return env
 
 
+def install_apps(lab, apps, log):
+    """tests/lab/site.yml on ``lab`` with ``lab_apps`` = ``apps`` (several apps, workers, a real
+    app's release); its output goes to the file ``log``, named by the assertion if it fails."""
+    proc = subprocess.run([os.path.join(BIN, "ansible-playbook"), "-i", lab.inventory,
+                           os.path.join(REPO, "tests", "lab", "site.yml"), "-e", json.dumps({"lab_apps": apps})],
+                          capture_output=True, text=True, env=ansible_env(), cwd=REPO, timeout=600,
+                          stdin=subprocess.DEVNULL, check=False)
+    log.write_text(proc.stdout + proc.stderr)
+    assert proc.returncode == 0, "tests/lab/site.yml with %s failed, see %s" % ([a["name"] for a in apps], log)
+
+
 def lb_hosts(lab):
     return lab.groups["haproxy"]
 

@@ -29,9 +29,9 @@ import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _deploy import (APP, BIN, FAST, REPO, ROOT, Run, ansible_env, base_name, check_clean,  # noqa: E402
-                     check_under_load, current_release, deploy_runs, kill_group, sh, task_line)
-from _workers import worker_pids, worker_releases  # noqa: E402
+from _deploy import (APP, FAST, REPO, ROOT, Run, check_clean, check_under_load, current_release,  # noqa: E402
+                     deploy_runs, install_apps, kill_group, sh, task_line)
+from _workers import Feeder, check_workers_on, ssh_argv, worker_pids  # noqa: E402
 from _labs import BootedLab, LabError, booted_lab  # noqa: E402
 from _real_apps import BuildError, check_one_release_per_answer  # noqa: E402
 
@@ -104,14 +104,7 @@ def lab(tmp_path_factory):
                      "release_src": releases["rq-v1"], "release_name": "rq-v1",
                      "exec_start": build_rq_release.APP_EXEC_START,
                      "worker_exec_start": build_rq_release.WORKER_EXEC_START}]
-            proc = subprocess.run([os.path.join(BIN, "ansible-playbook"), "-i", booted.inventory,
-                                   os.path.join(REPO, "tests", "lab", "site.yml"),
-                                   "-e", json.dumps({"lab_apps": apps})],
-                                  capture_output=True, text=True, env=ansible_env(), cwd=REPO,
-                                  timeout=600, stdin=subprocess.DEVNULL, check=False)
-            log = tmp_path_factory.mktemp("rq") / "site.log"
-            log.write_text(proc.stdout + proc.stderr)
-            assert proc.returncode == 0, "site.yml with RQ workers failed, see %s" % log
+            install_apps(booted, apps, tmp_path_factory.mktemp("rq") / "site.log")
             booted.rq_releases = releases
             yield booted
     except LabError as error:
@@ -128,36 +121,19 @@ def worker_only(booted, host, path):
     return BootedLab(booted.name, str(path), booted.lb_url)
 
 
-def ssh_argv(lab, host, *command):
-    return ["ssh", "-i", lab.vars["ansible_ssh_private_key_file"], "-o", "StrictHostKeyChecking=no",
-            "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
-            "root@" + lab.hosts[host]] + list(command)
-
-
-class Jobs:
+class Jobs(Feeder):
     """The feeder (RQ's enqueue, from the venv of the release serving now) while a deploy runs."""
 
     def __init__(self, lab, host):
-        self.lab, self.host, self.names, self.other_output = lab, host, [], []
         # This release stays on the host through the deploy (it becomes `previous`).
         self.python = sh(lab, host, "readlink -f %s/current" % ROOT) + "/venv/bin/python"
-        self.proc = subprocess.Popen(ssh_argv(lab, host, self.python, "-"), stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.proc.stdin.write(FEEDER % {"queue": build_rq_release.QUEUE, "stop": STOP})
-        self.proc.stdin.close()
-        self.reader = threading.Thread(target=self._read)
-        self.reader.start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            (self.names if line.startswith("job-") else self.other_output).append(line.strip())
+        super().__init__(lab, host, self.python, FEEDER % {"queue": build_rq_release.QUEUE, "stop": STOP})
 
     def finish(self):
         """Stop feeding; once RQ has run every job (at most 30 s), what it holds and the results."""
         sh(self.lab, self.host, "%s -c 'from redis import Redis; Redis(host=\"queue1\").set(\"%s\", 1)'"
            % (self.python, STOP))
-        self.proc.wait(timeout=30)
-        self.reader.join(timeout=10)
+        self.wait()
         collect = subprocess.run(ssh_argv(self.lab, self.host, self.python, "-"), input=COLLECTOR % {
             "queue": build_rq_release.QUEUE, "results": RESULTS, "stop": STOP},
             capture_output=True, text=True, timeout=60, check=False)
@@ -209,15 +185,6 @@ def check_jobs(jobs, held, before, after, old, new, moved=None):
                   "longest_wait_s": round(longest, 2)}
 
 
-def check_workers_on(lab, host, release):
-    workers = worker_releases(lab, host, WORKERS)
-    for worker in WORKERS:
-        assert base_name(workers["%s-worker@%s" % (APP, worker)]) == release, (host, workers)
-        assert workers["%s-worker@%s-next" % (APP, worker)] == "inactive", (
-            host, workers, sh(lab, host, "systemctl status --no-pager '%s-worker@*' 2>&1 | tail -40; true" % APP))
-    assert sh(lab, host, "ls /run/systemd/system | grep -c worker || true") == "0", host
-
-
 def changed_on(output, host):
     """The ``changed=`` count of ``host`` in the play recap."""
     return int(re.search(r"^%s\s*:.*changed=(\d+)" % re.escape(host), output, re.M).group(1))
@@ -230,7 +197,7 @@ def test_rq_workers_move_to_the_new_release_and_no_job_is_lost_or_run_twice(lab,
         old = current_release(lab, host)
         new = NEXT[old]
         for each in hosts:
-            check_workers_on(lab, each, old)
+            check_workers_on(lab, each, WORKERS, old)
         jobs = Jobs(lab, host)
         time.sleep(2)
         started = time.time()
@@ -250,7 +217,7 @@ def test_rq_workers_move_to_the_new_release_and_no_job_is_lost_or_run_twice(lab,
         figures["in_hand_at_sigterm"] = in_hand_at_sigterm(lab, hosts, done, started, old)
         print("rq", round_trip, old, "->", new, "jobs", figures, "web", result.summary())
         for each in hosts:
-            check_workers_on(lab, each, new)
+            check_workers_on(lab, each, WORKERS, new)
         # The worker-only host: current moved, no web instance, and its move came after the web
         # host's whole swap (the clone removed).
         assert current_release(lab, WORKER_HOST) == new
@@ -266,7 +233,7 @@ def test_rq_workers_move_to_the_new_release_and_no_job_is_lost_or_run_twice(lab,
             "rolling", extra_vars=dict(WORKER_VARS, hitless_release_src=lab.rq_releases[release]), args=args)])
         assert again.rc == 0, again.tail(60)
         assert changed_on(again.output, WORKER_HOST) == 0, again.tail(60)
-        check_workers_on(lab, WORKER_HOST, release)
+        check_workers_on(lab, WORKER_HOST, WORKERS, release)
 
 
 # Enqueues one 3 s job, waits until a worker has it in hand, stops demo-worker@1 (the only one
@@ -356,10 +323,10 @@ def test_a_worker_only_host_whose_worker_cannot_start_keeps_its_old_workers_and_
     assert "did not start on this worker-only host" in result.output, result.tail(60)
     check_under_load(result, swapped=[host], app_hosts=[host])
     check_clean(lab, new)
-    check_workers_on(lab, host, new)
+    check_workers_on(lab, host, WORKERS, new)
     # The worker-only host: its workers never stopped, no overlap left, current unchanged.
     assert worker_pids(lab, WORKER_HOST, WORKERS) == before
-    check_workers_on(lab, WORKER_HOST, old)
+    check_workers_on(lab, WORKER_HOST, WORKERS, old)
     assert current_release(lab, WORKER_HOST) == old
     done, figures = check_jobs(jobs, held, started, ended, old, new, moved=[host])
     assert {r["version"] for r in done if r["host"] == WORKER_HOST} == {old.split("-")[-1]}
@@ -368,7 +335,7 @@ def test_a_worker_only_host_whose_worker_cannot_start_keeps_its_old_workers_and_
     result = deploy_runs(lab, tmp_path / "again", [Run(
         "rolling", extra_vars=dict(WORKER_VARS, hitless_release_src=lab.rq_releases[new]))])
     assert result.rc == 0, result.tail(60)
-    check_workers_on(lab, WORKER_HOST, new)
+    check_workers_on(lab, WORKER_HOST, WORKERS, new)
     assert current_release(lab, WORKER_HOST) == new
     print("rq worker-only host re-run", result.summary())
 
@@ -413,7 +380,7 @@ def test_controller_killed_during_a_worker_only_hosts_move_then_a_plain_rerun_fi
     check_under_load(result, swapped=[host], app_hosts=[host])
     check_clean(lab, new)
     for each in (host, WORKER_HOST):
-        check_workers_on(lab, each, new)
+        check_workers_on(lab, each, WORKERS, new)
     assert current_release(lab, WORKER_HOST) == new
     _done, figures = check_jobs(jobs, held, started, ended, old, new)
     print("rq killed while", kill_at, figures, "web", result.summary())

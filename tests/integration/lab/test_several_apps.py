@@ -10,14 +10,13 @@ is booted for this module only (1 HAProxy host, 2 app hosts).
 """
 import json
 import os
-import subprocess
 import sys
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _deploy import (APP, BIN, CLONE_PORT, NEXT, PORT, REPO, Run, ansible_env,  # noqa: E402
+from _deploy import (APP, CLONE_PORT, NEXT, PORT, Run, install_apps,  # noqa: E402
                      base_name, check_clean, check_under_load, current_release, deploy_runs, sh)
 from _labs import LabError, booted_lab  # noqa: E402
 from _real_apps import GUNICORN, BuildError, check_one_release_per_answer  # noqa: E402
@@ -42,14 +41,7 @@ def lab(tmp_path_factory):
                     {"name": SHOP, "port": SHOP_PORT, "clone_port": SHOP_CLONE_PORT, "hosts": [SHOP],
                      "release_src": releases[GUNICORN.v1], "release_name": GUNICORN.v1,
                      "exec_start": GUNICORN.exec_start.replace("/srv/%s/" % APP, "/srv/%s/" % SHOP)}]
-            proc = subprocess.run([os.path.join(BIN, "ansible-playbook"), "-i", booted.inventory,
-                                   os.path.join(REPO, "tests", "lab", "site.yml"),
-                                   "-e", json.dumps({"lab_apps": apps})],
-                                  capture_output=True, text=True, env=ansible_env(), cwd=REPO,
-                                  timeout=600, stdin=subprocess.DEVNULL, check=False)
-            log = tmp_path_factory.mktemp("apps") / "site.log"
-            log.write_text(proc.stdout + proc.stderr)
-            assert proc.returncode == 0, "site.yml with two apps failed, see %s" % log
+            install_apps(booted, apps, tmp_path_factory.mktemp("apps") / "site.log")
             booted.shop_releases = releases
             yield booted
     except LabError as error:

@@ -18,7 +18,6 @@ on the host too (the move left half done for the re-run).
 """
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -27,11 +26,11 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _deploy import (APP, BIN, FAST, NEXT, REPO, ROOT, Run, ansible_env, base_name,  # noqa: E402
+from _deploy import (APP, FAST, NEXT, ROOT, Run, base_name, install_apps,  # noqa: E402
                      check_clean, check_under_load, current_release, deploy_runs, kill_group,
                      role_failures, sh, task_line)
 from _status_workers import check_worker_findings, check_workers_shown  # noqa: E402
-from _workers import worker_pids, worker_releases  # noqa: E402
+from _workers import Feeder, check_workers_on, worker_pids, worker_releases  # noqa: E402
 from _labs import LabError, booted_lab  # noqa: E402
 
 WORKERS = ["1", "2"]
@@ -63,46 +62,25 @@ def lab(tmp_path_factory):
     try:
         with booted_lab("itest-wrk", "--app-hosts", "1", "--topology", "lb") as booted:
             apps = [{"name": APP, "port": 8080, "clone_port": 8081, "workers": WORKERS}]
-            proc = subprocess.run([os.path.join(BIN, "ansible-playbook"), "-i", booted.inventory,
-                                   os.path.join(REPO, "tests", "lab", "site.yml"), "-e", json.dumps({"lab_apps": apps})],
-                                  capture_output=True, text=True, env=ansible_env(), cwd=REPO, timeout=600,
-                                  stdin=subprocess.DEVNULL, check=False)
-            log = tmp_path_factory.mktemp("wrk") / "site.log"
-            log.write_text(proc.stdout + proc.stderr)
-            assert proc.returncode == 0, "site.yml with workers failed, see %s" % log
+            install_apps(booted, apps, tmp_path_factory.mktemp("wrk") / "site.log")
             yield booted
     except LabError as error:
         pytest.fail(str(error), pytrace=False)
 
 
-class Jobs:
+class Jobs(Feeder):
     """The feeder on ``host`` while a deploy runs; then every job's result."""
 
     def __init__(self, lab, host):
-        self.lab, self.host, self.names = lab, host, []
         # The workers make the queue's directories (as the app user, who must rename in them).
         sh(lab, host, "for i in $(seq 50); do test -d %s/new && break; sleep 0.2; done; test -d %s/new; "
                       "rm -f %s/stop-feeder" % (QUEUE, QUEUE, QUEUE))
-        self.proc = subprocess.Popen(["ssh", "-i", lab.vars["ansible_ssh_private_key_file"],
-                                      "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                                      "-o", "BatchMode=yes", "root@" + lab.hosts[host], "python3", "-"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True)
-        self.proc.stdin.write(FEEDER % {"queue": QUEUE})
-        self.proc.stdin.close()
-        self.other_output = []
-        self.reader = threading.Thread(target=self._read)
-        self.reader.start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            (self.names if line.startswith("job-") else self.other_output).append(line.strip())
+        super().__init__(lab, host, "python3", FEEDER % {"queue": QUEUE})
 
     def finish(self):
         """Stop feeding, wait for the queue to drain (at most 30 s), return {job: [results]}."""
         sh(self.lab, self.host, "touch %s/stop-feeder" % QUEUE)
-        self.proc.wait(timeout=30)
-        self.reader.join(timeout=10)
+        self.wait()
         deadline = time.time() + 30
         while time.time() < deadline:
             left = sh(self.lab, self.host, "ls %s/new %s/claimed | grep -c job- || true" % (QUEUE, QUEUE))
@@ -169,12 +147,7 @@ def test_workers_move_to_the_new_release_without_a_gap_and_no_job_is_lost_or_run
     check_clean(lab, new)
     figures = check_jobs(jobs, results, started, ended, old, new)
     print("jobs", figures)
-    workers = worker_releases(lab, host, WORKERS)
-    for worker in WORKERS:
-        assert base_name(workers["%s-worker@%s" % (APP, worker)]) == new, workers
-        assert workers["%s-worker@%s-next" % (APP, worker)] == "inactive", (
-            workers, sh(lab, host, "systemctl status --no-pager '%s-worker@*' 2>&1 | tail -40; true" % APP))
-    assert sh(lab, host, "ls /run/systemd/system | grep -c worker || true") == "0"
+    check_workers_on(lab, host, WORKERS, new)
 
 
 def test_a_release_whose_worker_cannot_start_rolls_the_host_back_and_the_old_workers_never_stop(lab, tmp_path):
@@ -307,12 +280,7 @@ def test_controller_killed_while_the_workers_move_then_a_plain_rerun_converges(l
     check_clean(lab, new)
     assert set(result.by_version) <= {old, new}, result.by_version
     assert result.answered_after_end() == {(host, new)}, result.answered_after_end()
-    workers = worker_releases(lab, host, WORKERS)
-    for worker in WORKERS:
-        assert base_name(workers["%s-worker@%s" % (APP, worker)]) == new, workers
-        assert workers["%s-worker@%s-next" % (APP, worker)] == "inactive", (
-            workers, sh(lab, host, "systemctl status --no-pager '%s-worker@*' 2>&1 | tail -40; true" % APP))
-    assert sh(lab, host, "ls /run/systemd/system | grep -c worker || true") == "0"
+    check_workers_on(lab, host, WORKERS, new)
     # The re-run found the journal open (the clone is removed and the journal closed only
     # after the move) and finished the deploy forward: the new release ran and passed its
     # checks. Nothing was left to deploy after that.
