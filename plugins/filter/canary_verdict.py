@@ -4,7 +4,7 @@ from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.hitless.deploy.plugins.module_utils._canary import LIMIT_DEFAULTS, judge
+from ansible_collections.hitless.deploy.plugins.module_utils._canary import LIMIT_DEFAULTS, judge, names
 
 DOCUMENTATION = r"""
 name: canary_verdict
@@ -39,8 +39,10 @@ options:
     type: str
     required: true
   server:
-    description: The canary's server.
-    type: str
+    description:
+      - The canary's server, or its servers (a host with several instances of the app), judged
+        as one.
+    type: raw
     required: true
   exclude:
     description: Servers that are not peers (the canary batch's servers and clones).
@@ -100,7 +102,7 @@ def canary_verdict(end, start, backend, server, before=(), exclude=(), limits=No
     end_reads = _reads(end, backend, "_input")
     if not end_reads:
         raise AnsibleFilterError("canary_verdict: no HAProxy host was read at the end of the bake")
-    skip = set(exclude) | {server}
+    skip = set(exclude) | set(names(server))
     peers = sorted({name for read in end_reads.values() for name in read} - skip)
     return judge(_reads(start, backend, "start"), end_reads, server, peers,
                  before=_reads(list(before), backend, "before"), limits=limits)

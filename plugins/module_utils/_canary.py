@@ -83,9 +83,14 @@ def combine(windows):
     return total
 
 
+def names(canary):
+    """The canary's servers: one name, or a list (several instances on the canary host)."""
+    return [canary] if isinstance(canary, str) else list(canary)
+
+
 def baseline(reads, server):
-    """The canary's own server before the deploy, from one read per HAProxy host."""
-    found = [read[server] for read in reads.values() if server in read]
+    """The canary's own servers before the deploy, from one read per HAProxy host."""
+    found = [read[name] for read in reads.values() for name in names(server) if name in read]
     if not found:
         return None
     responses = sum(c["responses"] for c in found)
@@ -129,8 +134,10 @@ def judge(start, end, canary, peers, before=None, limits=None):
     """
     limits = dict(LIMIT_DEFAULTS, **(limits or {}))
     minimum = int(limits["min_responses"])
-    mine = combine(windows(start, end, [canary]).get(canary, []))
-    peer_windows = windows(start, end, [p for p in peers if p != canary])
+    own_names = names(canary)
+    mine = combine([w for ws in windows(start, end, own_names).values() for w in ws])
+    peer_windows = windows(start, end, [p for p in peers if p not in own_names])
+    canary = ", ".join(own_names)
     reference = combine([w for ws in peer_windows.values() for w in ws])
     kind = "peers"
     if reference["responses"] < minimum:

@@ -58,6 +58,16 @@ def run_role(tmp_path, variables):
      ["rolling_hooks names no phase with before_rout_back (hooks are before_ or after_ one of "
       "preflight, prepare, clone, route_to_clone, upgrade, post_start, route_back, bake, cleanup)"],
      ["after_upgrade", "rolling_clone_port"]),
+    ({"rolling_haproxy_hosts": ["lb1"], "rolling_release_name": "v2",
+      "rolling_ports": [8080, 8082], "rolling_clone_ports": [8081]},
+     ["rolling_clone_ports must give one clone port for each port of rolling_ports ([8080, 8082])"
+      " or be empty (each port + 1); got [8081]"],
+     ["rolling_clone_port ", "Set rolling_release_src"]),
+    # Each port + 1 collides with the next instance's port.
+    ({"rolling_haproxy_hosts": ["lb1"], "rolling_release_name": "v2", "rolling_ports": [8080, 8081]},
+     ["rolling_ports and rolling_clone_ports must be ports (1-65535), all different;"
+      " got [8080, 8081] and clone ports [8081, 8082]"],
+     ["rolling_clone_ports must give", "Set rolling_release_src"]),
 ])
 def test_bad_variables_are_named_and_nothing_is_read(tmp_path, variables, named, not_named):
     names, message = run_role(tmp_path, variables)
