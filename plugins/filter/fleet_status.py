@@ -15,7 +15,8 @@ description:
   - Takes, per app host, its names and the result of M(hitless.deploy.deploy_journal_info), and
     per HAProxy host and backend the results of M(hitless.deploy.haproxy_info) and
     M(hitless.deploy.deploy_lock_info) (each looped over pairs C([HAProxy host, backend])).
-  - Returns one row per app host (the release each instance's and background worker's process
+  - Returns one row per app host (each instance of the app on the host, C(instances), with the
+    release its process really runs and its clone; the release each background worker's process
     really runs, each worker's overlap, C(current), C(previous), the releases kept, bad marks,
     an open journal, the last closed one) and per
     HAProxy host and backend (each server's state, the deploy lock's holder), and the findings
@@ -25,14 +26,22 @@ description:
     instance not active or running a release other than C(current), a clone running, a worker
     not active, not installed or running a release other than C(current), a worker''s overlap
     running or its pin left, a server of an app host missing, not C(ready) or not C(UP), a
-    clone server in service.'
+    clone server in service.'''
+  - 'Each instance is judged on its own: with several instances per host, a finding about an
+    instance''s clone or servers names it (C(of demo@8082)); one instance''s findings read as
+    they did before several instances per host.'
   - Used by the entry point C(status) of the role M(hitless.deploy.rolling) (playbook
     C(hitless.deploy.status)).
 options:
   _input:
-    description: Per app host, C(spec) (C(host), C(app), C(root), C(backend), C(server), C(clone_server),
-      C(port), C(clone_port)) and C(read) (the registered result of M(hitless.deploy.deploy_journal_info),
-      failed or unreachable ones included).
+    description:
+      - Per app host, C(spec) (C(host), C(app), C(root), C(backend), C(server), C(clone_server),
+        C(port), C(clone_port), C(instances)) and C(read) (the registered result of
+        M(hitless.deploy.deploy_journal_info) over every instance's port and clone port, failed
+        or unreachable ones included).
+      - C(instances) lists the app's instances on the host, each C(port), C(clone_port),
+        C(server), C(clone) (its clone's server), as the role's C(_rolling_instances). Without
+        it the spec is one instance, C(port), C(clone_port), C(server) and C(clone_server).
     type: list
     elements: dict
     required: true
@@ -57,7 +66,9 @@ EXAMPLES = r"""
 RETURN = r"""
 _value:
   description:
-    - C(apps) (rows of app hosts), C(haproxy) (rows of HAProxy hosts and backends), C(flags)
+    - C(apps) (rows of app hosts; C(instances) each with C(port), C(unit), C(state),
+      C(release), C(pid), C(clone_port), C(server), C(clone_server) and C(clone); the first one
+      also as C(instance) and C(clone)), C(haproxy) (rows of HAProxy hosts and backends), C(flags)
       (C(host), C(what), C(fix)), C(consistent) (no flag) and C(lines) (the same as a table, for
       the terminal).
   type: dict
@@ -78,9 +89,25 @@ def _by_pair(results, what):
     return found
 
 
+_INSTANCE_KEYS = ("port", "clone_port", "server", "clone")
+
+
+def _check_instances(spec):
+    instances = spec.get("instances")
+    if instances is None:
+        return
+    if not isinstance(instances, list) or not all(
+            isinstance(i, Mapping) and all(k in i for k in _INSTANCE_KEYS) for i in instances):
+        raise AnsibleFilterError("fleet_status: the instances of %s must be a list of {%s}, got %r"
+                                 % (spec.get("host"), ", ".join(_INSTANCE_KEYS), instances))
+
+
 def fleet_status(apps, haproxy, locks):
-    if not isinstance(apps, list) or not all(isinstance(a, Mapping) and "spec" in a for a in apps):
+    if not isinstance(apps, list) or not all(isinstance(a, Mapping) and isinstance(a.get("spec"), Mapping)
+                                             for a in apps):
         raise AnsibleFilterError("fleet_status: the input must be a list of {spec, read} per app host")
+    for app in apps:
+        _check_instances(app["spec"])
     infos, held = _by_pair(haproxy, "haproxy"), _by_pair(locks, "locks")
     lbs = [{"host": host, "backend": backend, "info": infos[(host, backend)],
             "lock": held.get((host, backend), {"failed": True, "msg": "the lock was not read"})}

@@ -46,6 +46,15 @@ def _instance(instances, port, name):
             "pid": seen.get("main_pid")}
 
 
+def spec_instances(spec):
+    """The app's instances on the host, each {port, clone_port, server, clone_server}. A caller
+    from before several instances per host names one by the spec's own keys."""
+    listed = spec.get("instances") or [{"port": spec["port"], "clone_port": spec["clone_port"],
+                                        "server": spec["server"], "clone": spec["clone_server"]}]
+    return [{"port": int(i["port"]), "clone_port": int(i["clone_port"]), "server": i["server"],
+             "clone_server": i["clone"]} for i in listed]
+
+
 def _worker(seen):
     overlap = seen.get("overlap") or {}
     pinned = overlap.get("pinned_to")
@@ -58,17 +67,24 @@ def _worker(seen):
 
 
 def app_row(spec, read):
-    """One app host and app: its instance and clone, links, releases, journals."""
+    """One app host and app: its instances and their clones, links, releases, journals. The
+    first instance is also ``instance`` and ``clone``, as before several instances per host."""
+    declared = spec_instances(spec)
     row = {"host": spec["host"], "app": spec["app"], "root": spec.get("root"), "backend": spec["backend"],
-           "server": spec["server"], "clone_server": spec["clone_server"], "error": _failure(read)}
+           "server": declared[0]["server"], "clone_server": declared[0]["clone_server"],
+           "instances": declared, "error": _failure(read)}
     if row["error"]:
+        # Still named: their servers are looked for in the backends all the same.
         return row
     host = read.get("host") or {}
-    instances = host.get("instances") or {}
+    seen = host.get("instances") or {}
     journal, last = read.get("journal"), read.get("last")
     row.update(
-        instance=_instance(instances, spec["port"], spec["app"]),
-        clone=_instance(instances, spec["clone_port"], spec["app"]),
+        instances=[dict(_instance(seen, i["port"], spec["app"]), clone_port=i["clone_port"], server=i["server"],
+                        clone_server=i["clone_server"], clone=_instance(seen, i["clone_port"], spec["app"]))
+                   for i in declared],
+        instance=_instance(seen, declared[0]["port"], spec["app"]),
+        clone=_instance(seen, declared[0]["clone_port"], spec["app"]),
         workers=[_worker(w) for w in host.get("workers") or []],
         current=host.get("current"), current_is_link=bool(host.get("current_is_link")),
         previous=host.get("previous"), releases=list(host.get("releases") or []),
@@ -137,6 +153,37 @@ def _worker_flags(row, worker):
     return flags
 
 
+def _of(row, instance):
+    """Which instance a finding is about, when the host runs several of the app: the words of
+    a single instance's findings stay as they were."""
+    return " of %s@%s" % (row["app"], instance["port"]) if len(row["instances"]) > 1 else ""
+
+
+def _instance_flags(row, instance):
+    """One instance not active or on another release than current, its clone left running."""
+    host, clone, unit = row["host"], instance["clone"], instance["unit"]
+    flags = []
+    if instance["state"] != "active":
+        flags.append(_flag(host, "%s is %s" % (unit, instance["state"]),
+                           "see journalctl -u %s, then systemctl start %s (its server gets traffic again "
+                           "after passing checks)" % (unit, unit)))
+    elif instance["release"] and row["current"] and instance["release"] != row["current"]:
+        flags.append(_flag(host, "%s runs release %s but current is %s" % (unit, instance["release"], row["current"]),
+                           # A deploy of current itself changes nothing (prepare finds it serving):
+                           # current must name what runs before a deploy can swap it behind a clone.
+                           # With several instances the deploy swaps every one, those on current too.
+                           "point current back at what it runs (on %s: ln -sfn releases/%s %s/current), "
+                           "then deploy the release you want: ansible-playbook hitless.deploy.rolling "
+                           "-e hitless_release_src=... --limit %s"
+                           % (host, instance["release"], row.get("root") or "ROOT", host)))
+    if clone["state"] not in _IDLE:
+        flags.append(_flag(host, "clone %s%s is %s (release %s) with no deploy under way"
+                           % (clone["unit"], _of(row, instance), clone["state"], clone["release"]),
+                           "when HAProxy sends it nothing (server %s in MAINT), systemctl stop %s"
+                           % (instance["clone_server"], clone["unit"])))
+    return flags
+
+
 def _app_flags(row, deploying):
     host, app = row["host"], row["app"]
     limit = " --limit %s" % host
@@ -160,28 +207,34 @@ def _app_flags(row, deploying):
                            "deploy a good release (the mark only refuses deploying it again)"))
     if under_way:
         return flags
-    instance, clone = row["instance"], row["clone"]
-    if instance["state"] != "active":
-        flags.append(_flag(host, "%s is %s" % (instance["unit"], instance["state"]),
-                           "see journalctl -u %s, then systemctl start %s (its server gets traffic again "
-                           "after passing checks)" % (instance["unit"], instance["unit"])))
-    elif instance["release"] and row["current"] and instance["release"] != row["current"]:
-        flags.append(_flag(host, "%s runs release %s but current is %s"
-                           % (instance["unit"], instance["release"], row["current"]),
-                           # A deploy of current itself changes nothing (prepare finds it serving):
-                           # current must name what runs before a deploy can swap it behind a clone.
-                           "point current back at what it runs (on %s: ln -sfn releases/%s %s/current), "
-                           "then deploy the release you want: ansible-playbook hitless.deploy.rolling "
-                           "-e hitless_release_src=...%s"
-                           % (host, instance["release"], row.get("root") or "ROOT", limit)))
-    if clone["state"] not in ("inactive", "failed", "unknown"):
-        flags.append(_flag(host, "clone %s is %s (release %s) with no deploy under way"
-                           % (clone["unit"], clone["state"], clone["release"]),
-                           "when HAProxy sends it nothing (server %s in MAINT), systemctl stop %s"
-                           % (row["clone_server"], clone["unit"])))
+    for instance in row["instances"]:
+        flags += _instance_flags(row, instance)
     if row["current_is_link"] and row["current"]:
         for worker in row["workers"]:
             flags += _worker_flags(row, worker)
+    return flags
+
+
+def _server_flags(row, app, instance, set_state):
+    """An instance's server missing, not ready or not UP, its clone server in service."""
+    where, backend, of = row["host"], row["backend"], _of(app, instance)
+    name, clone_name = instance["server"], instance["clone_server"]
+    flags = []
+    server = row["servers"].get(name)
+    if server is None:
+        flags.append(_flag(where, "backend %s has no server %s%s (app host %s)" % (backend, name, of, app["host"]),
+                           "declare it (role hitless.deploy.haproxy)"))
+    elif server["admin_state"] != "ready":
+        flags.append(_flag(where, "server %s/%s%s is in %s with nobody deploying"
+                           % (backend, name, of, server["admin_state"].upper()),
+                           "%s (back in service after fresh passing checks)" % set_state % (name, "ready")))
+    elif not str(server["status"] or "").startswith("UP"):
+        flags.append(_flag(where, "server %s/%s%s is %s" % (backend, name, of, server["status"]),
+                           "see why the health check fails on %s" % app["host"]))
+    clone = row["servers"].get(clone_name)
+    if clone is not None and clone["admin_state"] != "maint":
+        flags.append(_flag(where, "clone server %s/%s%s is in service (%s) with nobody deploying"
+                           % (backend, clone_name, of, clone["status"]), set_state % (clone_name, "maint")))
     return flags
 
 
@@ -196,24 +249,8 @@ def _lb_flags(row, rows_of_backend):
     set_state = ("ansible %s -m hitless.deploy.haproxy_server -a 'backend=%s server=%%s state=%%s'"
                  % (where, row["backend"]))
     for app in rows_of_backend:
-        server = row["servers"].get(app["server"])
-        if server is None:
-            flags.append(_flag(where, "backend %s has no server %s (app host %s)"
-                               % (row["backend"], app["server"], app["host"]),
-                               "declare it (role hitless.deploy.haproxy)"))
-        elif server["admin_state"] != "ready":
-            flags.append(_flag(where, "server %s/%s is in %s with nobody deploying"
-                               % (row["backend"], app["server"], server["admin_state"].upper()),
-                               "%s (back in service after fresh passing checks)"
-                               % set_state % (app["server"], "ready")))
-        elif not str(server["status"] or "").startswith("UP"):
-            flags.append(_flag(where, "server %s/%s is %s" % (row["backend"], app["server"], server["status"]),
-                               "see why the health check fails on %s" % app["host"]))
-        clone = row["servers"].get(app["clone_server"])
-        if clone is not None and clone["admin_state"] != "maint":
-            flags.append(_flag(where, "clone server %s/%s is in service (%s) with nobody deploying"
-                               % (row["backend"], app["clone_server"], clone["status"]),
-                               set_state % (app["clone_server"], "maint")))
+        for instance in app["instances"]:
+            flags += _server_flags(row, app, instance, set_state)
     return flags
 
 
@@ -250,6 +287,25 @@ def _overlap_cell(overlap):
     return "%s %s %s" % (overlap["unit"].replace(".service", ""), overlap["state"], _cell(overlap["release"]))
 
 
+def _clone_cell(clone):
+    return "-" if clone["state"] in ("inactive", "unknown") else "%s %s %s" % (
+        clone["port"], clone["state"], _cell(clone["release"]))
+
+
+def _app_lines(r):
+    """A line per instance; what is the host's (links, releases, journals) on the first only."""
+    host_wide = [_cell(r["previous"]), ",".join(r["releases"]) or "-",
+                 ",".join("%s (%s)" % (name, mark.get("step") or "?") for name, mark in sorted(r["bad"].items())) or "-",
+                 ("open: %s at %s" % (r["journal"]["deploy_id"], r["journal"]["step"])) if r["journal"]
+                 else ("%s %s" % (r["last"]["outcome"], r["last"]["ended"])) if r["last"] else "-"]
+    out = []
+    for n, i in enumerate(r["instances"]):
+        previous, kept, bad, journal = host_wide if n == 0 else [""] * len(host_wide)
+        out.append([r["host"], r["app"], "%s %s" % (i["port"], i["state"]), _cell(i["release"]), _cell(r["current"]),
+                    previous, _clone_cell(i["clone"]), kept, bad, journal])
+    return out
+
+
 def lines(status):
     """The status as text lines: app hosts, their workers (when any), HAProxy hosts, findings."""
     apps = []
@@ -257,15 +313,7 @@ def lines(status):
         if r["error"]:
             apps.append([r["host"], r["app"], "not read: " + r["error"]] + [""] * 7)
             continue
-        apps.append([r["host"], r["app"],
-                     "%s %s" % (r["instance"]["port"], r["instance"]["state"]), _cell(r["instance"]["release"]),
-                     _cell(r["current"]), _cell(r["previous"]),
-                     "-" if r["clone"]["state"] in ("inactive", "unknown")
-                     else "%s %s %s" % (r["clone"]["port"], r["clone"]["state"], _cell(r["clone"]["release"])),
-                     ",".join(r["releases"]) or "-",
-                     ",".join("%s (%s)" % (name, mark.get("step") or "?") for name, mark in sorted(r["bad"].items())) or "-",
-                     ("open: %s at %s" % (r["journal"]["deploy_id"], r["journal"]["step"])) if r["journal"]
-                     else ("%s %s" % (r["last"]["outcome"], r["last"]["ended"])) if r["last"] else "-"])
+        apps += _app_lines(r)
     out = _table(["HOST", "APP", "INSTANCE", "RUNS", "CURRENT", "PREVIOUS", "CLONE", "KEPT", "BAD",
                   "JOURNAL"], apps)
     workers = [[r["host"], r["app"], w["unit"].replace(".service", "") + ("" if w["listed"] else " (unlisted)"),

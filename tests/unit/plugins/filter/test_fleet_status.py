@@ -21,6 +21,7 @@ def test_results_are_paired_by_their_items_and_a_missing_lock_read_is_a_finding(
     ([{"read": {}}], [], "list of {spec, read}"),
     ([], {"results": []}, "results of a loop"),
     ([], [{"item": "lb1"}], "item [HAProxy host, backend]"),
+    ([{"spec": dict(SPEC, instances=[{"port": 8080}]), "read": {}}], [], "instances of app1 must be a list of {port"),
 ])
 def test_bad_input_is_refused_naming_it(apps, haproxy, words):
     with pytest.raises(AnsibleFilterError, match=r"fleet_status: .*" + words.replace("[", r"\[").replace("{", r"\{")):

@@ -167,3 +167,94 @@ def test_workers_and_overlaps_of_a_deploy_under_way_are_not_findings():
     # Nobody holds the lock: the interrupted deploy is the finding, its repair moves the workers.
     assert whats(fleet_status([{"spec": ROOTED, "read": moving}], [lb()])) == [
         "deploy d2 of demo stopped at step post_start (since 1970-01-01 00:00:00 UTC) and nobody holds its lock"]
+
+
+# Two instances of demo on app1 (rolling_ports [8080, 8082], clones on 8081 and 8083), named
+# as the rolling role's _rolling_instances names them.
+TWO = dict(SPEC, server="app1-8080", clone_server="app1-8080-clone", instances=[
+    {"port": 8080, "clone_port": 8081, "server": "app1-8080", "clone": "app1-8080-clone"},
+    {"port": 8082, "clone_port": 8083, "server": "app1-8082", "clone": "app1-8082-clone"}])
+
+
+def read_two(second_runs="v2", second_clone="inactive"):
+    seen = read()
+    seen["host"]["instances"].update({
+        "8082": {"unit": "demo@8082.service", "active_state": "active", "running_release": second_runs, "main_pid": 11},
+        "8083": {"unit": "demo@8083.service", "active_state": second_clone,
+                 "running_release": "v2" if second_clone == "active" else None, "main_pid": 0}})
+    return seen
+
+
+def lb_two(second="ready", second_clone="maint"):
+    servers = {}
+    for port, admin, clone in ((8080, "ready", "maint"), (8082, second, second_clone)):
+        servers["app1-%d" % port] = {"status": "UP" if admin == "ready" else admin.upper(), "admin_state": admin,
+                                     "scur": 0}
+        servers["app1-%d-clone" % port] = {"status": "MAINT" if clone == "maint" else "UP", "admin_state": clone,
+                                           "scur": 0}
+    return {"host": "lb1", "backend": "demo", "info": {"backends": {"demo": {"servers": servers}}},
+            "lock": {"lock": None}}
+
+
+def test_two_instances_on_current_are_consistent_and_each_is_a_line():
+    status = fleet_status([{"spec": TWO, "read": read_two()}], [lb_two()])
+    assert status["consistent"], status["flags"]
+    row = status["apps"][0]
+    assert [(i["port"], i["state"], i["release"], i["server"], i["clone"]["port"]) for i in row["instances"]] == [
+        (8080, "active", "v2", "app1-8080", 8081), (8082, "active", "v2", "app1-8082", 8083)]
+    # The first instance is still the row's instance, for readers from before.
+    assert (row["instance"]["port"], row["clone"]["port"], row["server"]) == (8080, 8081, "app1-8080")
+    text = lines(status)
+    assert text[:3] == [
+        "HOST  APP   INSTANCE     RUNS  CURRENT  PREVIOUS  CLONE  KEPT   BAD  JOURNAL",
+        "app1  demo  8080 active  v2    v2       v1        -      v2,v1  -    deployed 1970-01-01 00:00:00 UTC",
+        "app1  demo  8082 active  v2    v2                 -"], text
+    assert "lb1      demo     -     app1-8080 UP, app1-8080-clone MAINT, app1-8082 UP, app1-8082-clone MAINT" in text
+
+
+def test_the_second_instance_on_another_release_is_flagged_by_its_port():
+    status = fleet_status([{"spec": TWO, "read": read_two(second_runs="v1")}], [lb_two()])
+    assert whats(status) == ["demo@8082.service runs release v1 but current is v2"]
+    assert "ln -sfn releases/v1 /srv/demo/current" in status["flags"][0]["fix"]
+    assert "app1  demo  8082 active  v1    v2                 -" in lines(status)
+
+
+def test_a_clone_of_the_second_instance_left_running_names_the_instance():
+    status = fleet_status([{"spec": TWO, "read": read_two(second_clone="active")}], [lb_two(second_clone="ready")])
+    assert [(f["host"], f["what"], f["fix"]) for f in status["flags"]] == [
+        ("app1", "clone demo@8083.service of demo@8082 is active (release v2) with no deploy under way",
+         "when HAProxy sends it nothing (server app1-8082-clone in MAINT), systemctl stop demo@8083.service"),
+        ("lb1", "clone server demo/app1-8082-clone of demo@8082 is in service (UP) with nobody deploying",
+         "ansible lb1 -m hitless.deploy.haproxy_server -a 'backend=demo server=app1-8082-clone state=maint'")]
+    assert "app1  demo  8082 active  v2    v2                 8083 active v2" in lines(status)
+
+
+def test_a_drained_server_of_the_second_instance_with_no_lock_names_the_instance():
+    status = fleet_status([{"spec": TWO, "read": read_two()}], [lb_two(second="drain")])
+    assert [(f["host"], f["what"], f["fix"]) for f in status["flags"]] == [
+        ("lb1", "server demo/app1-8082 of demo@8082 is in DRAIN with nobody deploying",
+         "ansible lb1 -m hitless.deploy.haproxy_server -a 'backend=demo server=app1-8082 state=ready'"
+         " (back in service after fresh passing checks)")]
+
+
+def test_an_instance_not_running_and_one_missing_from_its_backend_are_each_flagged():
+    seen = read_two()
+    del seen["host"]["instances"]["8082"]
+    missing = lb_two()
+    del missing["info"]["backends"]["demo"]["servers"]["app1-8082"]
+    assert whats(fleet_status([{"spec": TWO, "read": seen}], [missing])) == [
+        "demo@8082.service is unknown", "backend demo has no server app1-8082 of demo@8082 (app host app1)"]
+
+
+def test_an_unread_host_s_instances_are_still_looked_for_in_the_backend():
+    status = fleet_status([{"spec": TWO, "read": {"unreachable": True, "msg": "timed out"}}], [lb()])
+    assert whats(status) == ["demo was not read: unreachable: timed out",
+                             "backend demo has no server app1-8080 of demo@8080 (app host app1)",
+                             "backend demo has no server app1-8082 of demo@8082 (app host app1)"]
+
+
+def test_a_spec_without_instances_is_one_instance_from_its_own_keys():
+    row = fleet_status([{"spec": SPEC, "read": read()}], [lb()])["apps"][0]
+    assert [(i["port"], i["clone_port"], i["server"], i["clone_server"]) for i in row["instances"]] == [
+        (8080, 8081, "app1", "app1-clone")]
+    assert row["instances"][0]["clone"]["unit"] == "demo@8081.service"
