@@ -30,6 +30,9 @@ LAB_SUITE ?= bookworm
 LAB_LB_SUITE ?= $(LAB_SUITE)
 # 1: a queue host (Redis) and a background worker demo-worker@1 on every app host, moved by every deploy.
 LAB_WORKERS ?=
+# N: N instances of the app on every app host (ports 8080, 8082, ...; clones 8081, 8083, ...),
+# each its own HAProxy server HOST-PORT, all swapped by every deploy.
+LAB_INSTANCES ?= 1
 # python3-venv: the real apps' virtualenvs are built with Debian's /usr/bin/python3, as the lab
 # hosts run it (tests/real_apps). npm (for the Node.js app's node_modules) comes with the
 # machine's Node.js; Debian's nodejs and npm only where there is none.
@@ -46,7 +49,8 @@ help:
 	@echo "make test       install what is needed, then unit, integration, molecule and lint"
 	@echo "make lab-up     boot the lab (LAB_APP_HOSTS=N, LAB_LB_HOSTS=M, LAB_TOPOLOGY=lb|single,"
 	@echo "                LAB_SUITE=bullseye|bookworm|trixie, LAB_LB_SUITE=... for the HAProxy hosts,"
-	@echo "                LAB_WORKERS=1: a queue host and a worker demo-worker@1 on every app host)"
+	@echo "                LAB_WORKERS=1: a queue host and a worker demo-worker@1 on every app host,"
+	@echo "                LAB_INSTANCES=N: N instances of the app per app host, on 8080, 8082, ...)"
 	@echo "make lab-down   tear the lab down, leaving nothing behind"
 	@echo "make bench      naive vs community.general vs rolling under load (BENCH_SIZES=1,2,10 BENCH_RUNS=3),"
 	@echo "                results in docs/benchmarks.md and docs/img/bench-*.svg"
@@ -190,7 +194,8 @@ test: deps
 
 lab-up: deps
 	$(LAB) up --name $(LAB_NAME) --app-hosts $(LAB_APP_HOSTS) --lb-hosts $(LAB_LB_HOSTS) --topology $(LAB_TOPOLOGY) \
-	  --suite $(LAB_SUITE) --lb-suite $(LAB_LB_SUITE) $(if $(filter 1,$(LAB_WORKERS)),--queue-host)
+	  --suite $(LAB_SUITE) --lb-suite $(LAB_LB_SUITE) $(if $(filter 1,$(LAB_WORKERS)),--queue-host) \
+	  --instances $(LAB_INSTANCES)
 
 lab-down: venv
 	$(LAB) down --name $(LAB_NAME)

@@ -7,6 +7,9 @@ Addressing (one /24 per lab, see docs/development.md): the bridge is ``.1``; LB 
 upwards when there is one LB host and ``.21`` upwards when there are several (so up to ten LB
 hosts never collide with app hosts). ``single`` topology: one host ``app1`` at ``.11`` in both
 groups. With a queue host (the workers' Redis), ``queue1`` at ``.9`` in group ``queue``.
+
+Instances (``--instances N``): instance k (from 0) of the app on every app host listens on
+``8080 + 2k``, its clone on ``8081 + 2k``.
 """
 import ipaddress
 import json
@@ -24,6 +27,9 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,10}[a-z0-9]$|^[a-z]$")
 TOPOLOGIES = ("lb", "single")
 # The worker IDs of a lab with a queue host (demo-worker@1 on every app host).
 LAB_WORKERS = ["1"]
+# The first instance's port and its clone's; each further instance takes the next pair.
+FIRST_PORT = 8080
+MAX_INSTANCES = 10
 SSH_COMMON_ARGS = ("-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
                    "-o ControlMaster=auto -o ControlPersist=60s")
 
@@ -113,14 +119,43 @@ def groups_of(hosts):
     return groups
 
 
+def instance_ports(instances):
+    """``(ports, clone ports)`` of ``instances`` instances per app host: 8080, 8082, ... with
+    their clones on 8081, 8083, ..."""
+    if not 1 <= instances <= MAX_INSTANCES:
+        raise PlanError("--instances %d: between 1 and %d" % (instances, MAX_INSTANCES))
+    ports = [FIRST_PORT + 2 * k for k in range(instances)]
+    return ports, [port + 1 for port in ports]
+
+
 def _scalar(value):
     # A JSON string is a valid YAML double-quoted scalar: no YAML library needed to write one.
     return json.dumps(value)
 
 
-def render_inventory(name, hosts, key_path, suites=None):
+def app_vars(groups, instances=1):
+    """The ``app`` group's variables, as ``[(name, value)]`` in the inventory's order."""
+    variables = []
+    if groups.get("queue"):
+        # A lab with a queue host runs a background worker beside each app instance, and
+        # every deploy (make deploy, make demo) moves it.
+        variables += [("lab_workers", LAB_WORKERS), ("rolling_workers", LAB_WORKERS),
+                      # The sample worker consumes 2 s after its start (tests/sample_app/worker.py).
+                      ("rolling_worker_settle", 3)]
+    if instances > 1:
+        # site.yml starts and declares an instance per port; every deploy from the inventory
+        # then swaps them all. One instance stays as before: no rolling_ports, servers named
+        # after their hosts.
+        ports, clone_ports = instance_ports(instances)
+        variables += [("lab_instance_ports", ports), ("rolling_ports", ports),
+                      ("rolling_clone_ports", clone_ports)]
+    return variables
+
+
+def render_inventory(name, hosts, key_path, suites=None, instances=1):
     """The Ansible YAML inventory of a lab; with ``suites`` (:func:`host_suites`), each host
-    also gets ``lab_debian_suite``."""
+    also gets ``lab_debian_suite``; with ``instances`` above 1, the app group gets the ports of
+    that many instances per host (:func:`app_vars`)."""
     lines = [
         "# Written by tests/lab/lab.py for lab %s; rewritten by every 'up'." % name,
         "all:",
@@ -137,13 +172,10 @@ def render_inventory(name, hosts, key_path, suites=None):
     groups = groups_of(hosts)
     for group, members in groups.items():
         lines.append("    %s:" % group)
-        if group == "app" and groups.get("queue"):
-            # A lab with a queue host runs a background worker beside each app instance, and
-            # every deploy (make deploy, make demo) moves it.
-            lines += ["      vars:", "        lab_workers: %s" % _scalar(LAB_WORKERS),
-                      "        rolling_workers: %s" % _scalar(LAB_WORKERS),
-                      # The sample worker consumes 2 s after its start (tests/sample_app/worker.py).
-                      "        rolling_worker_settle: 3"]
+        variables = app_vars(groups, instances) if group == "app" else []
+        if variables:
+            lines.append("      vars:")
+            lines += ["        %s: %s" % (var, _scalar(value)) for var, value in variables]
         lines.append("      hosts:")
         for member in members:
             lines += ["        %s:" % member,

@@ -80,6 +80,13 @@ class Lab:
                 self.hosts[host] = (hostvars or {}).get("ansible_host", host)
         self.app_hosts = self.groups.get("app", [])
         self.lb_hosts = self.groups.get("haproxy", [])
+        # lab.py up --instances N gives the app group the ports of N instances per host, each
+        # its own HAProxy server: capacity is app hosts x instances.
+        app_vars = ((data.get("children") or {}).get("app") or {}).get("vars") or {}
+        self.ports = [int(p) for p in app_vars.get("rolling_ports") or [PORT]]
+        self.clone_ports = [int(p) for p in app_vars.get("rolling_clone_ports")
+                            or [p + 1 for p in self.ports]]
+        self.servers = len(self.app_hosts) * len(self.ports)
 
     def ssh(self, host, command, timeout=20):
         argv = ["ssh", "-i", self.key, "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
@@ -339,8 +346,9 @@ def print_report(lab, figures, out=sys.stdout):
         % (before["p50_ms"], before["p99_ms"], before["count"]))
     say("latency during the deploy: p50 %s ms, p99 %s ms (%d requests)"
         % (during["p50_ms"], during["p99_ms"], during["count"]))
-    say("min UP servers during the deploy: %s (app hosts: %d)" % (
-        ", ".join("%s %s" % kv for kv in sorted(figures["min_up"].items())), len(lab.app_hosts)))
+    say("min UP servers during the deploy: %s (app hosts: %d, servers: %d)" % (
+        ", ".join("%s %s" % kv for kv in sorted(figures["min_up"].items())), len(lab.app_hosts),
+        lab.servers))
     say("SSE: %s" % ", ".join("%s %d connects, %d events, %d errors" % (
         lb, s["connects"], s["events"], s["errors"]) for lb, s in sorted(figures["sse"].items())))
     say("requests: %d, failed: %d" % (figures["requests"], figures["failed"]))
@@ -363,7 +371,7 @@ def chart(lab, result, figures, path):
                 failures[start] = failures.get(start, 0.0) + 1.0 / BIN_S
                 continue
             name = str(rec["version"])
-            if rec.get("port") == CLONE_PORT:
+            if rec.get("port") in lab.clone_ports:
                 name += " via clone"
             if name not in stacks:
                 stacks[name] = {}
@@ -387,14 +395,16 @@ def chart(lab, result, figures, path):
         if info["canary"]:
             title += "; canary %s %s: %s" % (host, info["canary"]["verdict"],
                                              info["canary"]["message"])
-    subtitle = ("lab %s: %d app host(s) behind %s; playbook %.1f s; min UP servers %s; "
+    subtitle = ("lab %s: %d app host(s)%s behind %s; playbook %.1f s; min UP servers %s; "
                 "p99 before %s ms, during %s ms" % (
-                    lab.name, len(lab.app_hosts), ", ".join(lab.lb_hosts), figures["wall_s"],
+                    lab.name, len(lab.app_hosts),
+                    " x %d instances" % len(lab.ports) if len(lab.ports) > 1 else "",
+                    ", ".join(lab.lb_hosts), figures["wall_s"],
                     min([v for v in figures["min_up"].values() if v is not None] or [None]),
                     figures["latency_before"]["p99_ms"], figures["latency_during"]["p99_ms"]))
     return plot.deploy_chart(
         path, title, subtitle, BIN_S, [(name, stacks[name]) for name in order], failures,
-        up_lines, len(lab.app_hosts), marks, (0.0, figures["wall_s"]),
+        up_lines, lab.servers, marks, (0.0, figures["wall_s"]),
         (min(low, -0.5), max(high, figures["wall_s"]) + 0.5))
 
 

@@ -2,7 +2,7 @@
 """Throwaway lab hosts with real systemd, sshd, python3 and HAProxy, for tests and the demo.
 
     lab.py up     --name NAME [--app-hosts N] [--topology lb|single] [--lb-hosts M]
-                  [--suite bullseye|bookworm|trixie] [--lb-suite SUITE]
+                  [--instances K] [--suite bullseye|bookworm|trixie] [--lb-suite SUITE]
                   [--net 10.213.X] [--no-provision]
     lab.py down   --name NAME
     lab.py status --name NAME [--json]
@@ -11,7 +11,8 @@ Each host is a systemd-nspawn container booted from an overlay over one shared d
 rootfs, with its own address on the bridge ``hd-NAME`` (see _plan.py for the addressing).
 Every host boots the Debian release ``--suite`` (default bookworm), but the HAProxy-only hosts,
 which boot ``--lb-suite`` (default: ``--suite``), so a fleet can mix releases; each suite has
-its own cached rootfs (_rootfs.py).
+its own cached rootfs (_rootfs.py). ``--instances K`` runs K instances of the app on every app
+host (ports 8080, 8082, ..., clones on 8081, 8083, ...), each its own HAProxy server.
 ``up`` is idempotent and ends with two lines: ``INVENTORY=<path>`` and ``LB_URL=<url>``.
 ``down`` leaves no process, mount, cgroup, link or state behind, also after a failed ``up``.
 Run as root; Python standard library only. State lives in ``.lab/NAME/`` of the repository.
@@ -385,6 +386,7 @@ def cmd_up(args):
     state = load_state(args.name)
     net, hosts = plan_from_args(args, state)
     suites = _plan.host_suites(hosts, args.suite, args.lb_suite)
+    _plan.instance_ports(args.instances)  # refused before anything boots
     rootfses = {}
     for suite in sorted(set(suites.values()), key=list(_rootfs.SUITES).index):
         rootfses[suite] = _rootfs.ensure(log, suite)
@@ -470,7 +472,7 @@ def cmd_up(args):
 
     inventory = os.path.join(lab_dir(args.name), "inventory.yml")
     write_if_changed(inventory, _plan.render_inventory(args.name, hosts, key_path(args.name),
-                                                       suites))
+                                                       suites, args.instances))
     if not args.no_provision:
         provision(inventory)
     log("total %.1f s" % (time.monotonic() - started))
@@ -581,6 +583,9 @@ def parse_args(argv):
     up.add_argument("--app-hosts", type=int, default=None, help="app hosts (default 2)")
     up.add_argument("--lb-hosts", type=int, default=1, help="LB hosts (default 1)")
     up.add_argument("--topology", choices=_plan.TOPOLOGIES, default="lb")
+    up.add_argument("--instances", type=int, default=1,
+                    help="instances of the app per app host (default 1): ports 8080, 8082, ..., "
+                         "clones on 8081, 8083, ...")
     up.add_argument("--queue-host", action="store_true",
                     help="add queue1, running Redis for the background workers")
     up.add_argument("--suite", choices=list(_rootfs.SUITES), default=_rootfs.SUITE,

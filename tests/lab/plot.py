@@ -5,7 +5,7 @@
 - requests per second answered OK, stacked by series (e.g. ``v1``, ``v1 via clone``, ``v2``),
   with failures per second in red on top of them;
 - the number of UP servers of the backend, one step line per load balancer, with the
-  capacity the deploy must keep (the number of app hosts) as a dashed line;
+  capacity the deploy must keep (app hosts x instances per host) as a dashed line;
 
 and vertical lines at each host's step marks, labelled, across both panels.
 """
@@ -159,7 +159,7 @@ def deploy_chart(path, title, subtitle, bin_s, rate_stacks, failures, up_lines, 
     ``rate_stacks``: [(name, {bin start s: requests/s})], drawn bottom first.
     ``failures``: {bin start s: failed requests/s}.
     ``up_lines``: [(name, [(t s, UP servers)])].
-    ``expected_up``: capacity line (app hosts), or None.
+    ``expected_up``: capacity line (app hosts x instances per host), or None.
     ``marks``: [(t s, label, host)] vertical lines; the host picks the colour.
     ``window``: (start s, end s) of the deploy, shaded; ``x_range``: (low s, high s).
     """
@@ -214,7 +214,7 @@ def deploy_chart(path, title, subtitle, bin_s, rate_stacks, failures, up_lines, 
         if steps:
             canvas.polyline(steps, up_colors[i % len(up_colors)], 2)
     if expected_up is not None:
-        # Over the UP lines: where they touch it, capacity is exactly the app hosts.
+        # Over the UP lines: where they touch it, capacity is exactly the app's servers.
         y = up_axis(expected_up)
         canvas.line(LEFT, y, WIDTH - RIGHT, y, FAIL_COLOR, 1.5, dash="6,4")
 
@@ -238,7 +238,7 @@ def deploy_chart(path, title, subtitle, bin_s, rate_stacks, failures, up_lines, 
     _legend(canvas, entries, TOP_RATE)
     _legend(canvas, [(name, up_colors[i % len(up_colors)], "line")
                      for i, (name, _points) in enumerate(up_lines)]
-            + ([("app hosts (capacity)", FAIL_COLOR, "dash")] if expected_up is not None else []),
+            + ([("app servers (capacity)", FAIL_COLOR, "dash")] if expected_up is not None else []),
             TOP_UP)
     with open(path, "w") as handle:
         handle.write(canvas.svg())

@@ -58,3 +58,8 @@ def test_start_time_of_this_process_is_stable():
 
 def test_mount_points_are_unescaped():
     assert _proc._unescape(r"/work/my\040lab/merged") == "/work/my lab/merged"
+
+
+def test_one_instance_unless_asked():
+    assert lab.parse_args(["up", "--name", "x"]).instances == 1
+    assert lab.parse_args(["up", "--name", "x", "--instances", "2"]).instances == 2

@@ -128,3 +128,48 @@ def test_no_queue_group_nor_workers_without_a_queue_host():
     hosts = _plan.plan_hosts("10.213.1")
     assert "queue" not in _plan.groups_of(hosts)
     assert "vars" not in yaml.safe_load(_plan.render_inventory("itest", hosts, "/k"))["all"]["children"]["app"]
+
+
+@pytest.mark.parametrize("instances, ports, clone_ports", [
+    (1, [8080], [8081]), (2, [8080, 8082], [8081, 8083]),
+    (3, [8080, 8082, 8084], [8081, 8083, 8085])])
+def test_instance_ports_come_in_pairs(instances, ports, clone_ports):
+    assert _plan.instance_ports(instances) == (ports, clone_ports)
+
+
+@pytest.mark.parametrize("instances", [0, -1, 11])
+def test_bad_instance_counts(instances):
+    with pytest.raises(_plan.PlanError, match="--instances"):
+        _plan.instance_ports(instances)
+
+
+def test_one_instance_leaves_the_inventory_as_it_was():
+    hosts = _plan.plan_hosts("10.213.1", queue_host=True)
+    assert _plan.render_inventory("itest", hosts, "/k", instances=1) \
+        == _plan.render_inventory("itest", hosts, "/k")
+    hosts = _plan.plan_hosts("10.213.1")
+    assert "vars" not in yaml.safe_load(
+        _plan.render_inventory("itest", hosts, "/k", instances=1))["all"]["children"]["app"]
+
+
+def test_instances_give_the_app_group_their_ports():
+    hosts = _plan.plan_hosts("10.213.1")
+    inventory = _plan.render_inventory("itest", hosts, "/k", instances=2)
+    children = yaml.safe_load(inventory)["all"]["children"]
+    assert children["app"]["vars"] == {
+        "lab_instance_ports": [8080, 8082], "rolling_ports": [8080, 8082],
+        "rolling_clone_ports": [8081, 8083]}
+    assert children["app"]["hosts"] == {"app1": {"ansible_host": "10.213.1.11"},
+                                        "app2": {"ansible_host": "10.213.1.12"}}
+    assert "vars" not in children["haproxy"]
+
+
+def test_instances_and_workers_share_the_app_groups_vars():
+    hosts = _plan.plan_hosts("10.213.1", queue_host=True)
+    text = _plan.render_inventory("itest", hosts, "/k", instances=2)
+    # One vars block: a second one under the same group would be a duplicate YAML key.
+    assert text.count("      vars:") == 1
+    assert yaml.safe_load(text)["all"]["children"]["app"]["vars"] == {
+        "lab_workers": ["1"], "rolling_workers": ["1"], "rolling_worker_settle": 3,
+        "lab_instance_ports": [8080, 8082], "rolling_ports": [8080, 8082],
+        "rolling_clone_ports": [8081, 8083]}

@@ -61,6 +61,25 @@ def test_no_clone_port_no_slot():
     assert "-clone" not in cfg
 
 
+def test_several_instances_per_host_each_get_their_own_slot():
+    # The names hitless.deploy.rolling gives instance PORT of HOST with rolling_ports.
+    backends = [{"name": "demo", "servers": [
+        {"name": "%s-%d" % (host, port), "address": address, "port": port,
+         "clone_port": port + 1}
+        for host, address in (("app1", "10.0.0.11"), ("app2", "10.0.0.12"))
+        for port in (8080, 8082)]}]
+    cfg = role.render("haproxy.cfg.j2", haproxy_backends=backends)
+    assert backend_servers(cfg) == {"demo": [
+        ["app1-8080", "10.0.0.11:8080"], ["app1-8080-clone", "10.0.0.11:8081", "disabled"],
+        ["app1-8082", "10.0.0.11:8082"], ["app1-8082-clone", "10.0.0.11:8083", "disabled"],
+        ["app2-8080", "10.0.0.12:8080"], ["app2-8080-clone", "10.0.0.12:8081", "disabled"],
+        ["app2-8082", "10.0.0.12:8082"], ["app2-8082-clone", "10.0.0.12:8083", "disabled"]]}
+    slots = [(s["server"], s["port"], s["clone_of"])
+             for s in role.servers(haproxy_backends=backends) if s["slot"]]
+    assert slots == [("app1-8080-clone", 8081, "app1-8080"), ("app1-8082-clone", 8083, "app1-8082"),
+                     ("app2-8080-clone", 8081, "app2-8080"), ("app2-8082-clone", 8083, "app2-8082")]
+
+
 def test_servers_file_lists_what_the_template_declares():
     listed = role.servers(haproxy_backends=BACKENDS)
     assert all(set(s) >= {"backend", "server", "address", "port", "slot"} for s in listed)
