@@ -200,25 +200,26 @@ for pid in pids:
                          "cwd": os.readlink(proc + "/cwd"), "cwd_id": [cwd.st_dev, cwd.st_ino],
                          "current_id": [seen.st_dev, seen.st_ino], "mapped": mapped})
 print(json.dumps(out))
-""" % {"app": APP, "port": PORT, "root": ROOT}
+"""
 
 
-def processes(lab, host):
+def processes(lab, host, app=APP, port=PORT):
+    """Every process of instance ``app@port`` on ``host`` (see PROCESSES)."""
     # As lab.ssh, with the script on standard input.
     proc = subprocess.run(
         ["ssh", "-i", lab.key, "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
          "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
          "-o", "ConnectTimeout=5", "root@" + lab.hosts[host], "python3 -"],
-        input=PROCESSES, capture_output=True, text=True, timeout=30, check=False)
+        input=PROCESSES % {"app": app, "port": port, "root": "/srv/" + app}, capture_output=True, text=True, timeout=30, check=False)
     assert proc.returncode == 0, (host, proc.stdout, proc.stderr)
     return json.loads(proc.stdout)
 
 
-def check_processes(lab, host, app, release):
-    """Every process of the original instance on ``host`` is one ``app`` expects and runs from
-    ``release``: its working directory, the ``current`` it sees, and the release's files it
-    has mapped."""
-    state = processes(lab, host)
+def check_processes(lab, host, app, release, name=APP, port=PORT):
+    """Every process of the original instance on ``host`` (``name@port``) is one ``app``
+    expects and runs from ``release``: its working directory, the ``current`` it sees, and the
+    release's files it has mapped."""
+    state = processes(lab, host, name, port)
     assert base_name(os.path.basename(state["release"])) == release, state["release"]
     procs = state["procs"]
     summary = (host, [(p["pid"], p["ppid"], p["argv"]) for p in procs])
