@@ -218,10 +218,11 @@ def test_failure_after_post_start_rolls_back_both_instances(lab, tmp_path):
     check_left(lab, serving)
 
 
-# On app1, demo@8082 fails its next start once (then starts again as ever): the deploy's restart
-# of the second instance fails after the first already runs the new release.
+# On app1, demo@8082 fails its next start once, then starts as ever ("+": outside the unit's
+# sandbox, which cannot write /run): the deploy's restart of the second instance fails after
+# the first already runs the new release.
 FAIL_ONCE = ("mkdir -p /etc/systemd/system/demo@8082.service.d && rm -f /run/hitless-test-failed && "
-             "printf '[Service]\\nExecStartPre=/bin/sh -c \"test -e /run/hitless-test-failed || "
+             "printf '[Service]\\nExecStartPre=+/bin/sh -c \"test -e /run/hitless-test-failed || "
              "{ touch /run/hitless-test-failed; exit 1; }\"\\n' "
              "> /etc/systemd/system/demo@8082.service.d/fail-once.conf && systemctl daemon-reload")
 NO_FAIL_ONCE = "rm -rf /etc/systemd/system/demo@8082.service.d /run/hitless-test-failed && systemctl daemon-reload"
