@@ -14,10 +14,13 @@ files), no clone, drop-in, journal or lock, every server UP and every slot in MA
 - a deploy: check mode, apply, check again and apply again (neither changes anything);
 - the controller SIGKILLed between the restarts of a host's two instances (one on each release),
   then a plain re-run: it repairs (forward or back, whichever the host shows) and deploys;
+- without clones (rolling_instance_clones false): the instances of a host swap one at a time,
+  the other serving; never two servers of a host out, no clone ever;
 - a failing hook after the post_start checks: both instances of the host roll back behind their
   clones, nothing is marked bad;
 - the second instance failing its restart while the first already runs the new release: both
-  go back to the serving release behind their clones, and the new release is marked bad;
+  go back to the serving release (behind their clones, or one at a time without), and the new
+  release is marked bad;
 - another program listening on the second instance's clone port: the deploy is refused naming
   it, before anything changes on any host.
 """
@@ -101,9 +104,11 @@ def version(release):
     return release.split("-")[-1]
 
 
-def check_under_load(result, hosts, swapped):
+def check_under_load(result, hosts, swapped, clones=True):
     """No failed request, one release per answer, capacity never below the fleet's instances,
-    and each instance's clone in service (and answering) exactly on the hosts swapped."""
+    and each instance's clone in service (and answering) exactly on the hosts swapped. Without
+    ``clones``: no clone ever, and at every sample every host has at most one server out (one
+    instance swaps at a time, one host at a time)."""
     assert result.failed == 0, "%d failed of %d requests; first ones: %s" % (
         result.failed, result.requests, result.failures[:5])
     real.check_one_release_per_answer(result)
@@ -111,18 +116,23 @@ def check_under_load(result, hosts, swapped):
         assert probe["requests"] > 0 and probe["sse"]["errors"] == 0, (lb, probe["sse"])
     for lb, poller in result.pollers.items():
         assert poller["errors"] == 0 and len(poller["samples"]) > 20, (lb, poller["errors"])
-        assert poller["min_up"] is not None and poller["min_up"] >= len(hosts) * len(INSTANCES), (
+        floor = len(hosts) * len(INSTANCES) - (0 if clones else 1)
+        assert poller["min_up"] is not None and poller["min_up"] >= floor, (
             "%s: %s UP servers at the worst moment, %d instances" % (
                 lb, poller["min_up"], len(hosts) * len(INSTANCES)))
+        for sample in poller["samples"] if not clones else ():
+            for host in hosts:
+                up = [port for port, _ in INSTANCES if sample[2].get("%s-%d" % (host, port), "").startswith("UP")]
+                assert len(up) >= len(INSTANCES) - 1, (lb, host, sample)
         for host in hosts:
             for port, _clone_port in INSTANCES:
                 clone = "%s-%d-clone" % (host, port)
                 seen = any(sample[2].get(clone, "").startswith("UP") for sample in poller["samples"])
-                assert seen == (host in swapped), (lb, clone, poller["servers_seen"])
+                assert seen == (clones and host in swapped), (lb, clone, poller["servers_seen"])
     for host in hosts:
         for _port, clone_port in INSTANCES:
             answered = "%s:%d" % (host, clone_port) in result.by_instance
-            assert answered == (host in swapped), (host, clone_port, result.by_instance)
+            assert answered == (clones and host in swapped), (host, clone_port, result.by_instance)
     # Nothing but the two instances of each host and their clones answered.
     expected = {"%s:%d" % (host, port) for host in hosts for pair in INSTANCES for port in pair}
     assert set(result.by_instance) <= expected, result.by_instance
@@ -186,6 +196,23 @@ def test_every_instance_swaps_behind_its_own_clone(lab, tmp_path):
     check_left(lab, target)
 
 
+def test_without_clones_the_instances_swap_one_at_a_time(lab, tmp_path):
+    hosts = lab.groups["app"]
+    serving, target = current_release(lab, hosts[0]), other(lab)
+    one_at_a_time = {"rolling_instance_clones": False}
+    runs = [node_run(lab, target, extra_vars=one_at_a_time), node_run(lab, target, extra_vars=one_at_a_time)]
+    result = deploy_runs(lab, tmp_path, runs)
+    assert [run.rc for run in runs] == [0, 0], result.tail(60)
+    print("\n%s -> %s, one instance at a time, no clone: %s" % (serving, target, result.summary()))
+    check_under_load(result, hosts, swapped=hosts, clones=False)
+    answered_after(result, target)
+    assert changed(runs[1]) == {"app1": 0, "app2": 0}, changed(runs[1])
+    for host in hosts:
+        for port, _clone_port in INSTANCES:
+            assert version(target) in result.versions_from(host, port), (host, port)
+    check_left(lab, target)
+
+
 def test_controller_killed_between_two_restarts_converges_on_a_plain_rerun(lab, tmp_path):
     hosts = lab.groups["app"]
     target = other(lab)
@@ -228,23 +255,25 @@ FAIL_ONCE = ("mkdir -p /etc/systemd/system/demo@8082.service.d && rm -f /run/hit
 NO_FAIL_ONCE = "rm -rf /etc/systemd/system/demo@8082.service.d /run/hitless-test-failed && systemctl daemon-reload"
 
 
-def test_second_instance_failing_to_restart_rolls_the_first_back_too(lab, tmp_path):
+@pytest.mark.parametrize("clones", [True, False], ids=["clones", "one_at_a_time"])
+def test_second_instance_failing_to_restart_rolls_the_first_back_too(lab, tmp_path, clones):
     hosts = lab.groups["app"]
     serving = current_release(lab, hosts[0])
     target = other(lab)
     lab.ssh(hosts[0], FAIL_ONCE).check_returncode()
     try:
-        run = node_run(lab, target)
+        run = node_run(lab, target, extra_vars={"rolling_instance_clones": clones})
         result = deploy_runs(lab, tmp_path, [run])
         failed_once = lab.ssh(hosts[0], "test -e /run/hitless-test-failed").returncode == 0
     finally:
         lab.ssh(hosts[0], NO_FAIL_ONCE)
     assert run.rc != 0 and failed_once, result.tail(60)
-    print("\nsecond instance failing its restart: %s" % result.summary())
+    print("\nsecond instance failing its restart (%s): %s" % ("clones" if clones else "one at a time", result.summary()))
     message = real.tail(run.output, 400)
-    assert "at step upgrade (Restart the originals on release" in message, message
+    task = "Restart the original on release" if clones else "Restart and check the instance on release"
+    assert "at step upgrade (%s" % task in message, message
     assert "Rolled back: release %s" % serving in message, message
-    check_under_load(result, hosts, swapped=hosts[:1])
+    check_under_load(result, hosts, swapped=hosts[:1], clones=clones)
     answered_after(result, serving)
     # The new release could not start: marked bad, as a release whose only instance cannot.
     bad = lab.ssh(hosts[0], "ls -A /srv/demo/.hitless/bad").stdout.split()

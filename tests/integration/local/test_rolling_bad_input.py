@@ -68,6 +68,10 @@ def run_role(tmp_path, variables):
      ["rolling_ports and rolling_clone_ports must be ports (1-65535), all different;"
       " got [8080, 8081] and clone ports [8081, 8082]"],
      ["rolling_clone_ports must give", "Set rolling_release_src"]),
+    ({"rolling_haproxy_hosts": ["lb1"], "rolling_release_name": "v2", "rolling_instance_clones": False},
+     ["rolling_instance_clones false swaps instances one at a time while the others serve, so it"
+      " needs at least two instances in rolling_ports; got [8080]"],
+     ["rolling_clone_port", "Set rolling_release_src"]),
 ])
 def test_bad_variables_are_named_and_nothing_is_read(tmp_path, variables, named, not_named):
     names, message = run_role(tmp_path, variables)
