@@ -35,3 +35,18 @@ def test_an_unreached_host_is_left_out_and_nothing_read_is_an_error():
 def test_unknown_limit_is_named():
     with pytest.raises(AnsibleFilterError, match="unknown limits max_5xx"):
         canary_verdict([], [], backend="demo", server="app1", limits={"max_5xx": 1})
+
+
+def test_a_host_with_several_instances_is_judged_on_all_its_servers():
+    # app1's second instance answers the 5xx; its first alone would pass.
+    names = ("app1-8080", "app1-8082", "app2-8080", "app2-8082")
+    start = [info("lb1", **{name: counters(1000) for name in names})]
+    end = [info("lb1", **{"app1-8080": counters(1100), "app1-8082": counters(1100, 10),
+                          "app2-8080": counters(1100), "app2-8082": counters(1100)})]
+    result = canary_verdict(end, start, backend="demo", server=["app1-8080", "app1-8082"],
+                            exclude=["app1-8080-clone", "app1-8082-clone"])
+    assert result["verdict"] == "fail"
+    assert result["message"] == ("5xx 5.0 % of 200 responses on app1-8080, app1-8082, peers 0.0 %,"
+                                 " limit 1.0 %")
+    # Its own servers are not its peers: the reference is app2's 200 responses.
+    assert result["reference"]["responses"] == 200
