@@ -21,6 +21,9 @@ files), no clone, drop-in, journal or lock, every server UP and every slot in MA
 - the second instance failing its restart while the first already runs the new release: both
   go back to the serving release (behind their clones, or one at a time without), and the new
   release is marked bad;
+- ``hitless.deploy.status`` shows each instance with the release its process runs, and names
+  the instance whose server was left in DRAIN or whose clone was left running, with a fix that
+  works as printed;
 - another program listening on the second instance's clone port: the deploy is refused naming
   it, before anything changes on any host.
 """
@@ -38,6 +41,7 @@ from _deploy import (APP, BIN, LOCK_DIR, REPO, Run, ansible_env, base_name,  # n
                      current_release, deploy_runs, host_state, kill_group, show_stat)
 from _labs import LabError, booted_lab  # noqa: E402
 import _real_apps as real  # noqa: E402
+from test_status import adhoc, status  # noqa: E402
 
 INSTANCES = ((8080, 8081), (8082, 8083))
 HOOKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hooks")
@@ -298,3 +302,31 @@ def test_a_foreign_listener_on_a_clone_port_refuses_the_deploy(lab, tmp_path):
     check_under_load(result, hosts, swapped=[])
     assert {host: host_state(lab, host) for host in hosts} == before
     check_left(lab, serving)
+
+
+def test_the_status_shows_each_instance_and_names_the_one_left_behind(lab):
+    hosts, lb = lab.groups["app"], lab.groups["haproxy"][0]
+    serving_dir = os.path.basename(lab.ssh(hosts[0], "readlink /srv/demo/current").stdout.strip())
+    quiet = status(lab, "--check")
+    assert quiet.rc == 0 and quiet.published["consistent"], quiet.flags
+    for host in hosts:
+        rows = quiet.row(host)["instances"]
+        assert [(i["port"], i["state"], i["release"], i["server"]) for i in rows] == [
+            (port, "active", serving_dir, "%s-%d" % (host, port)) for port, _clone_port in INSTANCES], rows
+    # The second instance of app2 left drained, its clone left running, as a killed hand would.
+    adhoc(lab, lb, "hitless.deploy.haproxy_server", "backend=demo server=%s-8082 state=drain wait_timeout=5" % hosts[1])
+    lab.ssh(hosts[1], "systemctl start demo@8083").check_returncode()
+    try:
+        left = status(lab)
+        assert left.rc == 0 and left.flags == sorted([
+            "clone demo@8083.service of demo@8082 is active (release %s) with no deploy under way" % serving_dir,
+            "server demo/%s-8082 of demo@8082 is in DRAIN with nobody deploying" % hosts[1]]), left.flags
+        for fix in re.findall(r"Fix: (ansible \S+ -m hitless\.deploy\.haproxy_server -a '[^']+')", left.output):
+            argv = fix.split(" ", 5)
+            adhoc(lab, argv[1], argv[3], argv[5].strip("'"))
+        assert "systemctl stop demo@8083.service" in left.output, left.output[-3000:]
+    finally:
+        lab.ssh(hosts[1], "systemctl stop demo@8083")
+        adhoc(lab, lb, "hitless.deploy.haproxy_server", "backend=demo server=%s-8082 state=ready" % hosts[1])
+    fixed = status(lab)
+    assert fixed.rc == 0 and fixed.published["consistent"], fixed.flags
