@@ -126,7 +126,7 @@ def check_under_load(result, hosts, swapped, clones=True):
                 lb, poller["min_up"], len(hosts) * len(INSTANCES)))
         for sample in poller["samples"] if not clones else ():
             for host in hosts:
-                up = [port for port, _ in INSTANCES if sample[2].get("%s-%d" % (host, port), "").startswith("UP")]
+                up = [port for port, _clone_port in INSTANCES if sample[2].get("%s-%d" % (host, port), "").startswith("UP")]
                 assert len(up) >= len(INSTANCES) - 1, (lb, host, sample)
         for host in hosts:
             for port, _clone_port in INSTANCES:
@@ -158,7 +158,7 @@ def check_left(lab, release, bad="", hosts_bad=()):
         assert base_name(os.path.basename(state["current"])) == release, (host, state)
         assert (state["journal"], state["drop_ins"], state["bad"]) == (
             "closed", "", bad if host in hosts_bad else ""), (host, state)
-        assert state["running"].split() == ["demo@%d.service" % port for port, _ in INSTANCES], (host, state)
+        assert state["running"].split() == ["demo@%d.service" % port for port, _clone_port in INSTANCES], (host, state)
         for port, _clone_port in INSTANCES:
             real.check_processes(lab, host, real.NODE, release, port=port)
     for lb in lab.groups["haproxy"]:
