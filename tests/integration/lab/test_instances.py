@@ -204,9 +204,12 @@ def test_without_clones_the_instances_swap_one_at_a_time(lab, tmp_path):
     hosts = lab.groups["app"]
     serving, target = current_release(lab, hosts[0]), other(lab)
     one_at_a_time = {"rolling_instance_clones": False}
-    runs = [node_run(lab, target, extra_vars=one_at_a_time), node_run(lab, target, extra_vars=one_at_a_time)]
+    runs = [node_run(lab, target, extra_vars=one_at_a_time, args=["--check"]),
+            node_run(lab, target, extra_vars=one_at_a_time), node_run(lab, target, extra_vars=one_at_a_time)]
     result = deploy_runs(lab, tmp_path, runs)
-    assert [run.rc for run in runs] == [0, 0], result.tail(60)
+    assert [run.rc for run in runs] == [0, 0, 0], result.tail(60)
+    assert "instances 8080, 8082 one at a time without clones" in runs[0].output, runs[0].output[-3000:]
+    runs = runs[1:]
     print("\n%s -> %s, one instance at a time, no clone: %s" % (serving, target, result.summary()))
     check_under_load(result, hosts, swapped=hosts, clones=False)
     answered_after(result, target)
