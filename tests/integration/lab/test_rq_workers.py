@@ -81,9 +81,26 @@ while time.time() < deadline and (queue.count or started.count):
 print(json.dumps({
     "results": [json.loads(r) for r in redis.lrange(%(results)r, 0, -1)],
     "queued": queue.job_ids, "started": started.get_job_ids(),
+    # Popped by a worker but not started yet (RQ's intermediate queue): a worker stopped in that
+    # instant leaves the job there until RQ's maintenance fails it.
+    "intermediate": queue.intermediate_queue.get_job_ids(),
     "failed": {j: (queue.fetch_job(j).latest_result().exc_string or "")[-500:]
                for j in failed.get_job_ids()}}))
 redis.delete(%(results)r, %(stop)r)
+"""
+# Before a feeder starts: what an earlier test's jobs left in RQ (a job failed later by RQ's
+# maintenance) goes, so that each test counts only its own jobs.
+CLEANER = r"""
+from redis import Redis
+from rq import Queue
+from rq.registry import FailedJobRegistry
+redis = Redis(host="queue1")
+queue = Queue(%(queue)r, connection=redis)
+failed = FailedJobRegistry(queue=queue)
+for job_id in failed.get_job_ids() + queue.intermediate_queue.get_job_ids():
+    if job_id.startswith("job-"):
+        failed.remove(job_id, delete_job=True) if job_id in failed else queue.intermediate_queue.remove(job_id)
+redis.delete(%(results)r)
 """
 
 
@@ -127,6 +144,9 @@ class Jobs(Feeder):
     def __init__(self, lab, host):
         # This release stays on the host through the deploy (it becomes `previous`).
         self.python = sh(lab, host, "readlink -f %s/current" % ROOT) + "/venv/bin/python"
+        clean = subprocess.run(ssh_argv(lab, host, self.python, "-"), input=CLEANER % {
+            "queue": build_rq_release.QUEUE, "results": RESULTS}, capture_output=True, text=True, timeout=60, check=False)
+        assert clean.returncode == 0, clean.stdout + clean.stderr
         super().__init__(lab, host, self.python, FEEDER % {"queue": build_rq_release.QUEUE, "stop": STOP})
 
     def finish(self):
@@ -161,8 +181,10 @@ def check_jobs(jobs, held, before, after, old, new, moved=None):
     before the deploy started, ``new`` those started after it ended (on the hosts ``moved``,
     default all), each on code and library of one release."""
     assert len(jobs.names) > 40, ("jobs enqueued", len(jobs.names), jobs.proc.returncode, jobs.other_output[-10:])
-    mine = [name for name in held["queued"] + held["started"] + list(held["failed"]) if name.startswith("job-")]
-    assert not mine, ({name: held["failed"].get(name) for name in mine}, len(held["results"]))
+    mine = [name for name in held["queued"] + held["started"] + held["intermediate"] + list(held["failed"])
+            if name.startswith("job-")]
+    assert not mine, ({name: held["failed"].get(name, "intermediate" if name in held["intermediate"] else "")
+                       for name in mine}, len(held["results"]))
     results = {}
     for result in held["results"]:
         results.setdefault("job-%06d" % result["job"], []).append(result)
