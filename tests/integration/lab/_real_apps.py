@@ -101,7 +101,7 @@ INSTALL_PLAYBOOK = """\
     - role: hitless.deploy.app
       vars:
         app_name: demo
-        app_port: 8080
+        app_ports: "{{ real_ports }}"
         app_release_src: "{{ real_release_src }}"
         app_release_name: "{{ real_release_name }}"
         app_release_force: true
@@ -111,14 +111,14 @@ INSTALL_PLAYBOOK = """\
 """
 
 
-def install(lab, workdir, app, name, path):
-    """Run the role hitless.deploy.app with release ``name`` (archive ``path``) of ``app``;
-    return the finished process (its output is also in WORKDIR/install.log)."""
+def install(lab, workdir, app, name, path, ports=(PORT,)):
+    """Run the role hitless.deploy.app with release ``name`` (archive ``path``) of ``app`` on
+    instances ``ports``; return the finished process (its output is also in WORKDIR/install.log)."""
     playbook = os.path.join(str(workdir), "install.yml")
     with open(playbook, "w") as handle:
         handle.write(INSTALL_PLAYBOOK)
     variables = {"real_release_src": path, "real_release_name": name,
-                 "real_exec_start": app.exec_start}
+                 "real_exec_start": app.exec_start, "real_ports": list(ports)}
     proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
                            "-i", lab.inventory, playbook, "-e", json.dumps(variables)],
                           stdin=subprocess.DEVNULL, capture_output=True, text=True,

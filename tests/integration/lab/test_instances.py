@@ -27,41 +27,22 @@ files), no clone, drop-in, journal or lock, every server UP and every slot in MA
 - another program listening on the second instance's clone port: the deploy is refused naming
   it, before anything changes on any host.
 """
-import json
 import os
 import re
-import subprocess
 import sys
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _deploy import (APP, BIN, LOCK_DIR, REPO, Run, ansible_env, base_name,  # noqa: E402
-                     current_release, deploy_runs, host_state, kill_group, show_stat)
+from _deploy import (APP, LOCK_DIR, Run, base_name, current_release,  # noqa: E402
+                     deploy_runs, host_state, kill_group, show_stat)
 from _labs import LabError, booted_lab  # noqa: E402
 import _real_apps as real  # noqa: E402
 from test_status import adhoc, status  # noqa: E402
 
 INSTANCES = ((8080, 8081), (8082, 8083))
 HOOKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hooks")
-
-INSTALL = """\
-- name: Install the node app's first release on two instances
-  hosts: app
-  gather_facts: false
-  roles:
-    - role: hitless.deploy.app
-      vars:
-        app_name: demo
-        app_ports: [8080, 8082]
-        app_release_src: "{{ real_release_src }}"
-        app_release_name: "{{ real_release_name }}"
-        app_release_force: true
-        app_exec_start: "{{ real_exec_start }}"
-        app_environment:
-          STARTUP_DELAY: "1"
-"""
 
 
 @pytest.fixture(scope="module")
@@ -77,14 +58,8 @@ def lab(tmp_path_factory):
             lacking = real.missing_program(booted, real.NODE)
             if lacking:
                 pytest.skip("%s has no /usr/bin/node (tests/lab/_rootfs.py PACKAGES)" % ", ".join(lacking))
-            workdir = tmp_path_factory.mktemp("install")
-            (workdir / "install.yml").write_text(INSTALL)
-            proc = subprocess.run(
-                [os.path.join(BIN, "ansible-playbook"), "-i", booted.inventory, str(workdir / "install.yml"),
-                 "-e", json.dumps({"real_release_src": paths[real.NODE.v1], "real_release_name": real.NODE.v1,
-                                   "real_exec_start": real.NODE.exec_start})],
-                stdin=subprocess.DEVNULL, capture_output=True, text=True, env=ansible_env(), cwd=REPO,
-                timeout=600, check=False)
+            proc = real.install(booted, tmp_path_factory.mktemp("install"), real.NODE, real.NODE.v1,
+                                paths[real.NODE.v1], ports=[port for port, _clone_port in INSTANCES])
             assert proc.returncode == 0, real.tail(proc.stdout + proc.stderr, 60)
             booted.node_paths = paths
             yield booted
