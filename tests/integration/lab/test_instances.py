@@ -154,41 +154,28 @@ def changed(run):
             ((h, re.search(r"^%s\s+:.*changed=(\d+)" % h, run.output, re.M)) for h in ("app1", "app2")) if m}
 
 
-def test_every_instance_swaps_behind_its_own_clone(lab, tmp_path):
+# The dry run says how each mode swaps; apply, then check and apply again change nothing.
+PLANS = {True: "clones on 8081, 8083", False: "instances 8080, 8082 one at a time without clones"}
+
+
+@pytest.mark.parametrize("clones", [True, False], ids=["behind_clones", "one_at_a_time"])
+def test_every_instance_swaps_behind_its_own_clone_or_one_at_a_time(lab, tmp_path, clones):
     hosts = lab.groups["app"]
     serving, target = current_release(lab, hosts[0]), other(lab)
-    runs = [node_run(lab, target, args=["--check"]), node_run(lab, target),
-            node_run(lab, target, args=["--check"]), node_run(lab, target)]
+    mode = {"rolling_instance_clones": clones}
+    runs = [node_run(lab, target, extra_vars=mode, args=["--check"]), node_run(lab, target, extra_vars=mode),
+            node_run(lab, target, extra_vars=mode, args=["--check"]), node_run(lab, target, extra_vars=mode)]
     result = deploy_runs(lab, tmp_path, runs)
     assert [run.rc for run in runs] == [0, 0, 0, 0], result.tail(60)
-    print("\n%s -> %s, 2 instances per host: %s" % (serving, target, result.summary()))
-    check_under_load(result, hosts, swapped=hosts)
+    print("\n%s -> %s, 2 instances per host, %s: %s" % (
+        serving, target, "behind clones" if clones else "one at a time", result.summary()))
+    check_under_load(result, hosts, swapped=hosts, clones=clones)
     answered_after(result, target)
-    assert "clones on 8081, 8083" in runs[0].output, runs[0].output[-3000:]
+    assert PLANS[clones] in runs[0].output, runs[0].output[-3000:]
     assert all(changed(runs[0]).get(host) for host in hosts), changed(runs[0])
     assert changed(runs[2]) == {"app1": 0, "app2": 0}, changed(runs[2])
     assert changed(runs[3]) == {"app1": 0, "app2": 0}, changed(runs[3])
     # Both instances of a host served from the new release once it was back.
-    for host in hosts:
-        for port, _clone_port in INSTANCES:
-            assert version(target) in result.versions_from(host, port), (host, port)
-    check_left(lab, target)
-
-
-def test_without_clones_the_instances_swap_one_at_a_time(lab, tmp_path):
-    hosts = lab.groups["app"]
-    serving, target = current_release(lab, hosts[0]), other(lab)
-    one_at_a_time = {"rolling_instance_clones": False}
-    runs = [node_run(lab, target, extra_vars=one_at_a_time, args=["--check"]),
-            node_run(lab, target, extra_vars=one_at_a_time), node_run(lab, target, extra_vars=one_at_a_time)]
-    result = deploy_runs(lab, tmp_path, runs)
-    assert [run.rc for run in runs] == [0, 0, 0], result.tail(60)
-    assert "instances 8080, 8082 one at a time without clones" in runs[0].output, runs[0].output[-3000:]
-    runs = runs[1:]
-    print("\n%s -> %s, one instance at a time, no clone: %s" % (serving, target, result.summary()))
-    check_under_load(result, hosts, swapped=hosts, clones=False)
-    answered_after(result, target)
-    assert changed(runs[1]) == {"app1": 0, "app2": 0}, changed(runs[1])
     for host in hosts:
         for port, _clone_port in INSTANCES:
             assert version(target) in result.versions_from(host, port), (host, port)
