@@ -4,10 +4,10 @@
 The gunicorn app (tests/real_apps/build_gunicorn_release.py: Flask under gunicorn, the same
 HTTP interface as the sample app) with background workers: RQ and its Redis client in the same
 venv (tests/real_apps/requirements-rq.txt), ``jobs.py`` (tests/real_apps/rq_app, its
-CODE_RELEASE set to "v1" / "v2") and ``worker_settings.py`` at the release root beside
-``wsgi.py``. The web unit runs
-APP_EXEC_START, each worker unit WORKER_EXEC_START: ``rq worker`` from the release's venv,
-consuming the queue ``hitless`` of the Redis on the lab's queue host (lab.py up --queue-host).
+CODE_RELEASE set to "v1" / "v2"), ``worker_settings.py`` and ``finishing_worker.py`` at the
+release root beside ``wsgi.py``. The web unit runs APP_EXEC_START, each worker unit
+WORKER_EXEC_START: ``rq worker`` from the release's venv, consuming the queue ``hitless`` of
+the Redis on the lab's queue host (lab.py up --queue-host).
 
 Usage: build_rq_release.py DIR [--force]   (prints the path of every archive, one a line)
 """
@@ -29,14 +29,15 @@ REQUIREMENTS = os.path.join(HERE, "requirements-rq.txt")
 RELEASES = tuple(("rq-" + release, release, version) for release, version in _build.MARKS)
 
 APP_EXEC_START = build_gunicorn_release.APP_EXEC_START
-JOBS_FILES = ("jobs.py", "worker_settings.py")
+JOBS_FILES = ("jobs.py", "worker_settings.py", "finishing_worker.py")
 QUEUE = "hitless"  # worker_settings.QUEUES
 # `python -m rq.cli`: the venv's console script `rq` names the build directory in its shebang.
 # One job at a time per worker, each in a work horse RQ forks for it; on SIGTERM (to the main
 # process only: the app role's KillMode=mixed) RQ's warm shutdown finishes the job in hand.
 # worker_settings: Redis on the queue host, the queue, and the time a worker takes to start.
+# FinishingWorker: RQ's worker, whose stop while idle cannot orphan a job it has just popped.
 WORKER_EXEC_START = ("/srv/demo/current/venv/bin/python -m rq.cli worker -c worker_settings "
-                     "--logging_level WARNING")
+                     "-w finishing_worker.FinishingWorker --logging_level WARNING")
 
 
 def build_one(directory, name, release, version, python=_build.PYTHON, wheels=_build.WHEELS,
