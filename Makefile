@@ -94,6 +94,7 @@ integration-local: deps
 # the matrix (Debian 11/13 and mixed fleets, controllers with ansible-core 2.15 and 2.21, the
 # real apps, two apps on the same hosts) and the others. tests/integration/lab/fault_matrix.py tabulates what they measured
 # from $(TMP)/itest.
+# Each session prints its 15 slowest tests (--durations), where CI time goes.
 # LAB_SIDE_TARGETS: make targets run once the other lab tests are done, while the longer
 # sessions still run, so no core is left idle (make test).
 LAB_SIDE_TARGETS ?=
@@ -103,11 +104,11 @@ LAB_MATRIX_TESTS := $(addprefix tests/integration/lab/,test_platforms.py test_co
   test_several_apps.py test_rq_workers.py)
 integration-lab: deps
 	@rm -rf $(TMP)/itest && mkdir -p $(TMP)/itest
-	@$(BIN)/pytest -q --basetemp=$(TMP)/itest/faults $(LAB_FAULT_TESTS) \
+	@$(BIN)/pytest -q --durations=15 --basetemp=$(TMP)/itest/faults $(LAB_FAULT_TESTS) \
 	  > $(TMP)/itest/faults.log 2>&1 & faults=$$!; \
-	$(BIN)/pytest -q --basetemp=$(TMP)/itest/matrix $(wildcard $(LAB_MATRIX_TESTS)) \
+	$(BIN)/pytest -q --durations=15 --basetemp=$(TMP)/itest/matrix $(wildcard $(LAB_MATRIX_TESTS)) \
 	  > $(TMP)/itest/matrix.log 2>&1 & matrix=$$!; \
-	$(BIN)/pytest -q --basetemp=$(TMP)/itest/others tests/integration/lab \
+	$(BIN)/pytest -q --durations=15 --basetemp=$(TMP)/itest/others tests/integration/lab \
 	  $(addprefix --ignore=,$(LAB_FAULT_TESTS)) \
 	  $(addprefix --ignore=,$(LAB_MATRIX_TESTS)) && others=0 || others=$$?; \
 	side=0; if [ -n "$(LAB_SIDE_TARGETS)" ]; then \
