@@ -19,6 +19,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 from urllib.parse import urlsplit
 
@@ -511,6 +512,70 @@ def summary(checks, settings, outcome):
         failing.append("the last round passed, but %d consecutive passing round(s) are required, got %d"
                        % (settings["require_consecutive"], outcome["consecutive"]))
     return "post_start checks failed, %s after %s: %s" % (why, rounds, " | ".join(failing))
+
+
+def parse_ports(params):
+    """The instances to check: each port of ``ports`` (each once), else ``port`` (maybe None)."""
+    ports = params.get("ports")
+    if not ports:
+        return [params.get("port")]
+    if params.get("port") is not None:
+        raise CheckError("port and ports are mutually exclusive", "ports")
+    parsed = []
+    for index, port in enumerate(ports):
+        port = _port(port, "ports[%d]" % index)
+        if port in parsed:
+            raise CheckError("ports[%d]: port %d is listed twice" % (index, port), "ports[%d]" % index)
+        parsed.append(port)
+    return parsed
+
+
+def run_side_by_side(check_lists, settings, run=None):
+    """Run each instance's checks (one list of :class:`Check` per instance) at the same time,
+    each under its own deadline from now: a release that never passes fails after one deadline,
+    not one per instance. Returns each instance's outcome, in order."""
+    run = run or run_rounds
+    if len(check_lists) == 1:
+        return [run(check_lists[0], settings)]
+    outcomes = [None] * len(check_lists)
+
+    def one(index):
+        try:
+            outcomes[index] = run(check_lists[index], settings)
+        except Exception as e:  # a bug must fail this instance, not leave it unreported
+            outcomes[index] = {"passed": False, "rounds": 0, "consecutive": 0, "elapsed": 0.0,
+                               "reason": "error: %s: %s" % (type(e).__name__, e), "cut_short": False}
+
+    threads = [threading.Thread(target=one, args=(index,)) for index in range(len(check_lists))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+def instances_result(ports, check_lists, settings, outcomes):
+    """What app_check returns: for one instance check_result's dict, for several the same keys
+    over all of them (``results`` with each check's ``port``) and ``instances``, one per port.
+    The ``msg`` of several is each failing port's (``on 8082: post_start checks failed ...``),
+    or each port's when all passed."""
+    if len(ports) == 1:
+        return dict(check_result(check_lists[0], settings, outcomes[0]), passed=outcomes[0]["passed"])
+    instances = []
+    for port, checks, outcome in zip(ports, check_lists, outcomes):
+        one = check_result(checks, settings, outcome)
+        if str(outcome["reason"]).startswith("error: "):
+            one["msg"] = "post_start checks failed: %s" % outcome["reason"][len("error: "):]
+        instances.append({"port": port, "passed": outcome["passed"], "msg": one["msg"],
+                          "elapsed": one["elapsed"], "rounds": one["rounds"],
+                          "results": [dict(each, port=port) for each in one["results"]]})
+    failed = [each for each in instances if not each["passed"]]
+    msg = "; ".join("on %d: %s" % (each["port"], each["msg"]) for each in failed or instances)
+    return {"changed": False, "msg": msg, "passed": not failed,
+            "elapsed": max(each["elapsed"] for each in instances),
+            "rounds": max(each["rounds"] for each in instances),
+            "results": [item for each in instances for item in each["results"]],
+            "instances": instances}
 
 
 def check_result(checks, settings, outcome):

@@ -12,6 +12,7 @@ description:
     rounds in a row passed completely, and fails when O(retries) or O(deadline) run out.
   - On failure the message names each failing check (index, name, kind, target) and its last
     error, such as the HTTP status and the start of the body, or the exception.
+  - With O(ports) it checks several instances of the host side by side, one O(deadline) for all.
   - It only reads, so it never reports C(changed).
 author: hitless.deploy developers (@hitless-deploy)
 attributes:
@@ -133,6 +134,16 @@ options:
   port:
     description: The instance's port (1-65535), used by O(checks[].http.path) and O(checks[].tcp).
     type: int
+  ports:
+    description:
+      - Several instances' ports (each 1-65535, each once) instead of O(port). Every instance
+        gets the same O(checks), and the instances are checked side by side, each under its own
+        O(deadline) counted from the module's start, so a release that never passes fails after
+        one deadline, not one per instance.
+      - The module fails when any instance fails; its message names each failing port, as in
+        C(on 8082) followed by that instance's own message.
+    type: list
+    elements: int
   retries:
     description:
       - Rounds after the first one before giving up; at most O(retries) + 1 rounds run.
@@ -188,6 +199,15 @@ EXAMPLES = r"""
         command:
           argv: [/srv/demo/current/bin/manage, check-migrations]
 
+- name: Check two instances of the host side by side (one deadline for both)
+  hitless.deploy.app_check:
+    ports: [8080, 8082]
+    deadline: 60
+    checks:
+      - name: health
+        http:
+          path: /health
+
 - name: An authenticated endpoint (the token stays out of the output)
   hitless.deploy.app_check:
     checks:
@@ -213,17 +233,19 @@ param:
   type: str
   sample: checks[1].http.body_regex
 elapsed:
-  description: Seconds from the start of the module until it finished.
+  description: Seconds from the start of the module until it finished (with O(ports), the longest instance's).
   returned: when the checks ran
   type: float
   sample: 2.214
 rounds:
-  description: Number of rounds run.
+  description: Number of rounds run (with O(ports), the most any instance ran).
   returned: when the checks ran
   type: int
   sample: 3
 results:
-  description: One item per check, in the order of O(checks).
+  description:
+    - One item per check, in the order of O(checks).
+    - With O(ports), each instance's items in the order of O(ports), each with its RV(results[].port).
   returned: when the checks ran
   type: list
   elements: dict
@@ -262,6 +284,41 @@ results:
       description: Seconds spent in this check's attempts.
       type: float
       sample: 0.012
+    port:
+      description: The instance checked.
+      returned: with O(ports)
+      type: int
+      sample: 8082
+instances:
+  description: With O(ports), one item per instance, in the order of O(ports).
+  returned: when the checks of O(ports) ran
+  type: list
+  elements: dict
+  contains:
+    port:
+      description: The instance's port.
+      type: int
+      sample: 8082
+    passed:
+      description: Whether the instance's checks passed.
+      type: bool
+      sample: false
+    msg:
+      description: The instance's summary, as RV(msg) of a single instance.
+      type: str
+      sample: "all 2 checks passed after 1 round in 0.013s"
+    elapsed:
+      description: Seconds the instance's checks took.
+      type: float
+      sample: 0.013
+    rounds:
+      description: Number of rounds run for the instance.
+      type: int
+      sample: 1
+    results:
+      description: The instance's items of RV(results).
+      type: list
+      elements: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -269,24 +326,27 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.hitless.deploy.plugins.module_utils._app_check import (
     CheckError,
     argument_spec,
-    check_result,
+    instances_result,
     parse_checks,
+    parse_ports,
     parse_settings,
-    run_rounds,
+    run_side_by_side,
 )
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=dict(argument_spec(), ports=dict(type="list", elements="int")),
+                           mutually_exclusive=[("port", "ports")], supports_check_mode=True)
     try:
         settings = parse_settings(module.params)
-        checks = parse_checks(module.params)
+        ports = parse_ports(module.params)
+        check_lists = [parse_checks(dict(module.params, port=port)) for port in ports]
     except CheckError as e:
         module.fail_json(msg=e.msg, param=e.param)
     # Check mode runs the checks too: they only read.
-    outcome = run_rounds(checks, settings)
-    result = check_result(checks, settings, outcome)
-    if not outcome["passed"]:
+    outcomes = run_side_by_side(check_lists, settings)
+    result = instances_result(ports, check_lists, settings, outcomes)
+    if not result.pop("passed"):
         module.fail_json(**result)
     module.exit_json(**result)
 

@@ -185,6 +185,22 @@ def test_broken_app_fails_within_the_deadline(start_app):
     assert 2.0 <= result["elapsed"] <= 2.6
 
 
+def test_several_instances_are_checked_together_and_the_failing_one_is_named(start_app):
+    healthy, broken = start_app("v2"), start_app("v9", mode="broken")
+    result = run_module("app_check", {"ports": [healthy, broken], "interval": 0.3, "deadline": 2.5,
+                                      "checks": [{"name": "health", "http": {"path": "/health"}}]})
+    assert result.failed and not result.changed
+    assert result["msg"].startswith("on %d: post_start checks failed, deadline of 2.5s reached after" % broken)
+    assert "status 503" in result["msg"] and "on %d" % healthy not in result["msg"]
+    assert [(each["port"], each["passed"]) for each in result["instances"]] == [(healthy, True), (broken, False)]
+    assert [(each["port"], each["target"], each["passed"]) for each in result["results"]] == [
+        (healthy, "GET http://127.0.0.1:%d/health" % healthy, True),
+        (broken, "GET http://127.0.0.1:%d/health" % broken, False)]
+    twice = run_module("app_check", {"ports": [healthy, healthy], "checks": [{"http": {"path": "/"}}]})
+    assert twice.failed and twice["param"] == "ports[1]"
+    assert twice["msg"] == "ports[1]: port %d is listed twice" % healthy
+
+
 def test_each_failing_check_is_named_with_its_cause(start_app):
     # One run for several failure kinds: every ansible start costs seconds of CPU.
     port = start_app("v2")
