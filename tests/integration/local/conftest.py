@@ -212,10 +212,18 @@ class HAProxy(object):
                                          stderr=subprocess.STDOUT)
         finally:
             log.close()
-        wait_until(lambda: os.path.exists(self.sock), 10, "the admin socket")
+        # HAProxy creates the socket's file before it listens on it: a connect in between is
+        # refused (seen once in CI), so wait for an answer, not for the file.
+        wait_until(self.answers, 10, "the admin socket to answer")
         wait_until(lambda: all(self.server(b, s)["status"] == "UP" for b, s in (
             self.UP_AT_START if up is None else up)), 15, "servers UP")
         return self
+
+    def answers(self):
+        try:
+            return "Name: HAProxy" in runtime(self.sock, "show info")
+        except OSError:
+            return False
 
     def stop(self):
         if self.proc is not None and self.proc.poll() is None:
