@@ -95,8 +95,8 @@ integration-local: deps
 # real apps, two apps on the same hosts) and the others. tests/integration/lab/fault_matrix.py tabulates what they measured
 # from $(TMP)/itest.
 # Each session prints its 15 slowest tests (--durations), where CI time goes.
-# LAB_SIDE_TARGETS: make targets run once the other lab tests are done, while the longer
-# sessions still run, so no core is left idle (make test).
+# LAB_SIDE_TARGETS: make targets run once the first session is done, while the longer ones
+# still run, so no core is left idle (make test).
 LAB_SIDE_TARGETS ?=
 # The workers' tests kill the controller mid-move too: with the fault tests, in their own lab.
 LAB_FAULT_TESTS := $(addprefix tests/integration/lab/,test_rolling_faults.py test_workers.py)
@@ -110,15 +110,18 @@ integration-lab: deps
 	  > $(TMP)/itest/matrix.log 2>&1 & matrix=$$!; \
 	$(BIN)/pytest -q --durations=15 --basetemp=$(TMP)/itest/others tests/integration/lab \
 	  $(addprefix --ignore=,$(LAB_FAULT_TESTS)) \
-	  $(addprefix --ignore=,$(LAB_MATRIX_TESTS)) && others=0 || others=$$?; \
+	  $(addprefix --ignore=,$(LAB_MATRIX_TESTS)) > $(TMP)/itest/others.log 2>&1 & others=$$!; \
+	declare -A rc; wait -n -p first $$faults $$matrix $$others && rc[$$first]=0 || rc[$$first]=$$?; \
 	side=0; if [ -n "$(LAB_SIDE_TARGETS)" ]; then \
 	  $(MAKE) --no-print-directory $(LAB_SIDE_TARGETS) || side=$$?; fi; \
-	wait $$matrix && mstatus=0 || mstatus=$$?; \
+	for pid in $$faults $$matrix $$others; do \
+	  [ -n "$${rc[$$pid]:-}" ] || { wait $$pid && rc[$$pid]=0 || rc[$$pid]=$$?; }; done; \
+	echo "--- other lab tests:"; cat $(TMP)/itest/others.log; \
 	echo "--- matrix tests ($(notdir $(LAB_MATRIX_TESTS))):"; cat $(TMP)/itest/matrix.log; \
-	wait $$faults && status=0 || status=$$?; \
 	echo "--- fault tests ($(notdir $(LAB_FAULT_TESTS))):"; cat $(TMP)/itest/faults.log; \
 	$(BIN)/python tests/integration/lab/fault_matrix.py $(TMP)/itest; \
-	test $$others -eq 0 && test $$side -eq 0 && test $$mstatus -eq 0 && test $$status -eq 0
+	echo "lab sessions: others rc $${rc[$$others]}, matrix rc $${rc[$$matrix]}, faults rc $${rc[$$faults]}, side targets rc $$side"; \
+	test $${rc[$$others]} -eq 0 && test $$side -eq 0 && test $${rc[$$matrix]} -eq 0 && test $${rc[$$faults]} -eq 0
 
 integration: integration-local integration-lab
 
