@@ -56,7 +56,7 @@ class FinishingWorker(Worker):
         self.pubsub.unsubscribe()
         try:
             self.pubsub_thread.stop(timeout=1)
-        except TypeError:  # redis-py before 8: stop() does not wait
+        except TypeError:  # an older redis-py, whose stop() takes no timeout
             self.pubsub_thread.stop()
         self.pubsub_thread.join(timeout=1)
         self.pubsub.close()
