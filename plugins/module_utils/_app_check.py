@@ -544,7 +544,8 @@ def run_side_by_side(check_lists, settings, run=None):
             outcomes[index] = run(check_lists[index], settings)
         except Exception as e:  # a bug must fail this instance, not leave it unreported
             outcomes[index] = {"passed": False, "rounds": 0, "consecutive": 0, "elapsed": 0.0,
-                               "reason": "error: %s: %s" % (type(e).__name__, e), "cut_short": False}
+                               "reason": "error", "error": "%s: %s" % (type(e).__name__, e),
+                               "cut_short": False}
 
     threads = [threading.Thread(target=one, args=(index,)) for index in range(len(check_lists))]
     for thread in threads:
@@ -564,8 +565,8 @@ def instances_result(ports, check_lists, settings, outcomes):
     instances = []
     for port, checks, outcome in zip(ports, check_lists, outcomes):
         one = check_result(checks, settings, outcome)
-        if str(outcome["reason"]).startswith("error: "):
-            one["msg"] = "post_start checks failed: %s" % outcome["reason"][len("error: "):]
+        if outcome.get("error"):
+            one["msg"] = "post_start checks failed: %s" % outcome["error"]
         instances.append({"port": port, "passed": outcome["passed"], "msg": one["msg"],
                           "elapsed": one["elapsed"], "rounds": one["rounds"],
                           "results": [dict(each, port=port) for each in one["results"]]})

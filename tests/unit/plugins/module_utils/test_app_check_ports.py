@@ -71,7 +71,7 @@ def test_a_run_that_raises_fails_its_instance_only():
     outcomes = run_side_by_side([check_list(8080), check_list(8082)], SETTINGS, run=run)
     assert outcomes[0]["passed"] is True
     assert outcomes[1]["passed"] is False
-    assert outcomes[1]["reason"] == "error: ValueError: boom"
+    assert outcomes[1]["error"] == "ValueError: boom"
 
 
 def test_one_instance_runs_without_a_thread():
@@ -117,7 +117,7 @@ def test_several_ports_all_passing_say_so_for_each():
 
 def test_an_instance_whose_run_raised_says_why():
     failing = {"passed": False, "rounds": 0, "consecutive": 0, "elapsed": 0.0,
-               "reason": "error: ValueError: boom", "cut_short": False}
+               "reason": "error", "error": "ValueError: boom", "cut_short": False}
     result = instances_result([8080, 8082], [check_list(8080), check_list(8082)], SETTINGS,
                               [outcome(True), failing])
     assert result["msg"] == "on 8082: post_start checks failed: ValueError: boom"
