@@ -377,6 +377,17 @@ def current_release(lab, host):
 NEXT = {"v1": "v2", "v2": "v3", "v3": "v1"}
 
 
+def forget_bad_marks_of_good_releases(lab):
+    """Remove the bad marks of the releases in NEXT on every app host of ``lab``.
+
+    A test that fails by mistake (a verdict on a machine too loaded to judge) rolls back and
+    marks its good release bad; without this, every later test of the lab deploying that
+    release would fail too, hiding which failure came first."""
+    marks = " ".join("%s/.hitless/bad/%s+*" % (ROOT, release) for release in NEXT)
+    for host in lab.groups["app"]:
+        sh(lab, host, "rm -f %s" % marks)
+
+
 def serving_release(lab):
     """The one release every app host of ``lab`` serves."""
     releases = {current_release(lab, host) for host in lab.groups["app"]}
