@@ -55,6 +55,22 @@ def spec_instances(spec):
              "clone_server": i["clone"]} for i in listed]
 
 
+def journal_instances(journal, declared):
+    """The instances an open journal recorded, named as ``declared`` names them (a journal from
+    before several instances per host records one port and its clone), or None."""
+    if not isinstance(journal, dict):
+        return None
+    recorded = journal.get("instances")
+    if not recorded and "port" in journal and "clone_port" in journal:
+        recorded = [dict(port=journal["port"], clone_port=journal["clone_port"],
+                         server=declared[0]["server"], clone=declared[0]["clone_server"])]
+    try:
+        return [{"port": int(i["port"]), "clone_port": int(i["clone_port"]), "server": i["server"],
+                 "clone_server": i["clone"]} for i in recorded or []] or None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def _worker(seen):
     overlap = seen.get("overlap") or {}
     pinned = overlap.get("pinned_to")
@@ -79,6 +95,10 @@ def app_row(spec, read):
     host = read.get("host") or {}
     seen = host.get("instances") or {}
     journal, last = read.get("journal"), read.get("last")
+    # An interrupted deploy acted on the instances its journal recorded, and its repair will:
+    # those are the ones to show while it is open, whatever this run's variables declare.
+    declared = journal_instances(journal, declared) or declared
+    row.update(server=declared[0]["server"], clone_server=declared[0]["clone_server"])
     row.update(
         instances=[dict(_instance(seen, i["port"], spec["app"]), clone_port=i["clone_port"], server=i["server"],
                         clone_server=i["clone_server"], clone=_instance(seen, i["clone_port"], spec["app"]))

@@ -142,13 +142,36 @@ def record(journal, params, now):
     return journal
 
 
+def recorded_ports(journal):
+    """The ports (instances and clones) an open journal says its deploy acts on: a repair
+    converges those, whatever the reader's own variables name. A journal from before several
+    instances per host names one port and its clone."""
+    if not isinstance(journal, dict):
+        return []
+    instances = journal.get("instances") or [journal]
+    ports = []
+    for instance in instances:
+        for key in ("port", "clone_port"):
+            try:
+                ports.append(int(instance[key]))
+            except (KeyError, TypeError, ValueError):
+                pass
+    return ports
+
+
 def read(params, show, proc="/proc"):
-    """What ``deploy_journal_info`` returns: the open journal, the last closed one, the host."""
+    """What ``deploy_journal_info`` returns: the open journal, the last closed one, the host,
+    observed on ``params['ports']`` and on those the open journal recorded."""
     root = params["root"]
     path = os.path.join(state_dir(root), JOURNAL)
-    return {"changed": False, "path": path, "journal": read_json(path),
+    journal = read_json(path)
+    ports = []
+    for port in list(params.get("ports") or []) + recorded_ports(journal):
+        if port not in ports:
+            ports.append(port)
+    return {"changed": False, "path": path, "journal": journal,
             "last": read_json(os.path.join(state_dir(root), LAST)),
-            "host": observe(root, params["name"], params.get("ports") or [], show, proc)}
+            "host": observe(root, params["name"], ports, show, proc)}
 
 
 def run(params, check_mode, clock=time.time):

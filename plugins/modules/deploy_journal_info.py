@@ -31,7 +31,10 @@ options:
     type: str
     required: true
   ports:
-    description: Ports whose instance and listeners are reported.
+    description:
+      - Ports whose instance and listeners are reported.
+      - The ports (instances and clones) the open journal recorded are reported too, after
+        these, since a repair acts on them whatever the reader's own variables name.
     type: list
     elements: int
     default: []
@@ -118,7 +121,7 @@ host:
       sample: {broken: {step: post_start, task: Run post_start checks on the original, cause: "GET /health returned 500"}}
     instances:
       description:
-        - For each of O(ports) (as a string key), C(unit), C(active_state), C(sub_state),
+        - For each of O(ports) and of the open journal's ports (as a string key), C(unit), C(active_state), C(sub_state),
           C(main_pid), C(running_path) and C(running_release) (the release directory the main
           process runs in, found by its identity since the instance sees it at C(current), or
           null), C(listeners) (C(pid), C(cmdline), C(unit)), C(foreign_listeners) (descriptions

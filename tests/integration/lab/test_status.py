@@ -178,6 +178,33 @@ def test_what_an_interrupted_deploy_leaves_is_flagged_and_each_printed_fix_clear
     assert lab_state(lab) == before
 
 
+def test_an_interrupted_deploy_is_shown_on_the_ports_its_journal_recorded(lab):
+    """The status run names the lab's instance and its clone (8080, 8081); the interrupted
+    deploy ran with another clone port (-e rolling_clone_port=8089). The row shows the clone
+    the journal recorded, running, since that is the one its repair will stop."""
+    host = lab.groups["app"][0]
+    before = lab_state(lab)
+    serving = current_dir(lab, host)
+    recorded = {"port": 8080, "clone_port": 8089, "server": host, "clone": host + "-clone"}
+    try:
+        adhoc(lab, host, "hitless.deploy.deploy_journal", json.dumps({
+            "root": ROOT, "deploy_id": DEPLOY_ID, "step": "clone", "state": "step",
+            "data": {"port": 8080, "clone_port": 8089, "instances": [recorded]}}))
+        sh(lab, host, "systemctl start %s@8089" % APP)
+        read = status(lab, "--check")
+        row = read.row(host)
+        assert [(i["port"], i["clone_port"], i["clone"]["state"], i["clone"]["release"])
+                for i in row["instances"]] == [(8080, 8089, "active", serving)], row["instances"]
+        assert read.flags == ["deploy %s of %s stopped at step clone (since %s) and nobody holds its lock"
+                              % (DEPLOY_ID, APP, row["journal"]["since"])], read.flags
+    finally:
+        lab.ssh(host, "systemctl stop %s@8089" % APP)
+        subprocess.run([os.path.join(BIN, "ansible"), "-i", lab.inventory, host, "-m", "hitless.deploy.deploy_journal",
+                        "-a", "root=%s deploy_id=%s state=done" % (ROOT, DEPLOY_ID)],
+                       env=ansible_env(), cwd=REPO, capture_output=True, timeout=120, check=False)
+    assert lab_state(lab) == before
+
+
 def test_a_host_that_cannot_be_read_is_a_finding_and_the_others_are_still_read(lab, tmp_path):
     inventory = tmp_path / "inventory.yml"
     with open(lab.inventory) as handle:

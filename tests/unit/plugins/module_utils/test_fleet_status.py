@@ -258,3 +258,31 @@ def test_a_spec_without_instances_is_one_instance_from_its_own_keys():
     assert [(i["port"], i["clone_port"], i["server"], i["clone_server"]) for i in row["instances"]] == [
         (8080, 8081, "app1", "app1-clone")]
     assert row["instances"][0]["clone"]["unit"] == "demo@8081.service"
+
+
+def test_an_open_journal_s_instances_are_shown_not_this_run_s():
+    """An interrupted deploy of two instances read by a status run that declares one (its
+    variables changed since): the row shows both, as the repair will act on both."""
+    journal = {"deploy_id": "d2", "step": "upgrade", "started": 0, "updated": 0, "port": 8080, "clone_port": 8081,
+               "instances": TWO["instances"]}
+    lock = {"deploy_id": "d2", "holder": {"user": "ops"}, "hosts": ["app1"], "since": 0}
+    status = fleet_status([{"spec": SPEC, "read": dict(read_two(second_runs="v1", second_clone="active"),
+                                                       journal=journal)}],
+                          [dict(lb_two(second="drain", second_clone="ready"), lock={"lock": lock})])
+    row = status["apps"][0]
+    assert [(i["port"], i["release"], i["server"], i["clone"]["state"]) for i in row["instances"]] == [
+        (8080, "v2", "app1-8080", "inactive"), (8082, "v1", "app1-8082", "active")]
+    assert row["server"] == "app1-8080" and status["consistent"], status["flags"]
+
+
+def test_a_journal_from_before_instances_names_its_port_with_this_run_s_servers():
+    journal = {"deploy_id": "d2", "step": "upgrade", "started": 0, "updated": 0, "port": 8082, "clone_port": 8083}
+    row = fleet_status([{"spec": SPEC, "read": dict(read_two(), journal=journal)}], [lb()])["apps"][0]
+    assert [(i["port"], i["clone_port"], i["server"], i["clone_server"]) for i in row["instances"]] == [
+        (8082, 8083, "app1", "app1-clone")]
+
+
+def test_a_closed_or_unreadable_journal_leaves_the_declared_instances():
+    for journal in (None, {"deploy_id": "d2", "step": "upgrade"}, {"instances": [{"port": "x"}]}):
+        row = fleet_status([{"spec": TWO, "read": dict(read_two(), journal=journal)}], [lb_two()])["apps"][0]
+        assert [i["port"] for i in row["instances"]] == [8080, 8082], journal

@@ -90,3 +90,29 @@ def test_read_reports_the_open_and_the_last_journal(tmp_path):
     read_closed = read(params(tmp_path), no_show)
     assert read_closed["journal"] is None and read_closed["last"]["outcome"] == "deployed"
     assert not read_closed["changed"]
+
+
+def read_ports(tmp_path, monkeypatch, ports, data):
+    """The ports ``read`` looked at (in order) with an open journal written with ``data``."""
+    monkeypatch.setattr(_journal, "listeners", lambda port, proc: [])
+    run(params(tmp_path, data=data), False)
+    shown = []
+    result = read(params(tmp_path, ports=ports),
+                  lambda unit: shown.append(unit) or {"ActiveState": "inactive", "MainPID": "0"})
+    assert list(result["host"]["instances"]) == [u.split("@")[1].split(".")[0] for u in shown]
+    return [int(port) for port in result["host"]["instances"]]
+
+
+def test_read_also_looks_at_the_ports_an_open_journal_recorded(tmp_path, monkeypatch):
+    instances = [{"port": 8080, "clone_port": 8081, "server": "a-8080", "clone": "a-8080-clone"},
+                 {"port": 8082, "clone_port": 8085, "server": "a-8082", "clone": "a-8082-clone"}]
+    assert read_ports(tmp_path, monkeypatch, [8080, 8081], {"instances": instances}) == [8080, 8081, 8082, 8085]
+
+
+def test_read_takes_the_port_of_a_journal_from_before_instances(tmp_path, monkeypatch):
+    assert read_ports(tmp_path, monkeypatch, [8080, 8081], {"port": 9000, "clone_port": "9001"}) == [
+        8080, 8081, 9000, 9001]
+
+
+def test_read_of_a_journal_without_ports_looks_at_the_asked_ones_only(tmp_path, monkeypatch):
+    assert read_ports(tmp_path, monkeypatch, [8080], {"release": "v2"}) == [8080]
