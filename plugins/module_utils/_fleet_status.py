@@ -10,13 +10,15 @@ overlaps) with the host's names (app, root, ports, servers), per
 HAProxy host and backend the results of ``hitless.deploy.haproxy_info`` and
 ``hitless.deploy.deploy_lock_info``. A host that could not be read is a finding, not an error.
 
-Stdlib only: the filter plugin ``hitless.deploy.fleet_status`` runs it on the controller.
+Stdlib and module_utils only: the filter plugin ``hitless.deploy.fleet_status`` runs it on the controller.
 """
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
 import datetime
+
+from ansible_collections.hitless.deploy.plugins.module_utils._journal import recorded_instances
 
 
 def when(epoch):
@@ -56,19 +58,12 @@ def spec_instances(spec):
 
 
 def journal_instances(journal, declared):
-    """The instances an open journal recorded, named as ``declared`` names them (a journal from
-    before several instances per host records one port and its clone), or None."""
-    if not isinstance(journal, dict):
-        return None
-    recorded = journal.get("instances")
-    if not recorded and "port" in journal and "clone_port" in journal:
-        recorded = [dict(port=journal["port"], clone_port=journal["clone_port"],
-                         server=declared[0]["server"], clone=declared[0]["clone_server"])]
-    try:
-        return [{"port": int(i["port"]), "clone_port": int(i["clone_port"]), "server": i["server"],
-                 "clone_server": i["clone"]} for i in recorded or []] or None
-    except (KeyError, TypeError, ValueError):
-        return None
+    """The instances an open journal recorded, or None; a name it did not record (a journal
+    from before several instances per host) is the first declared instance's."""
+    return [{"port": i["port"], "clone_port": i["clone_port"],
+             "server": i["server"] or declared[0]["server"],
+             "clone_server": i["clone"] or declared[0]["clone_server"]}
+            for i in recorded_instances(journal)] or None
 
 
 def _worker(seen):
@@ -98,8 +93,8 @@ def app_row(spec, read):
     # An interrupted deploy acted on the instances its journal recorded, and its repair will:
     # those are the ones to show while it is open, whatever this run's variables declare.
     declared = journal_instances(journal, declared) or declared
-    row.update(server=declared[0]["server"], clone_server=declared[0]["clone_server"])
     row.update(
+        server=declared[0]["server"], clone_server=declared[0]["clone_server"],
         instances=[dict(_instance(seen, i["port"], spec["app"]), clone_port=i["clone_port"], server=i["server"],
                         clone_server=i["clone_server"], clone=_instance(seen, i["clone_port"], spec["app"]))
                    for i in declared],

@@ -142,21 +142,27 @@ def record(journal, params, now):
     return journal
 
 
-def recorded_ports(journal):
-    """The ports (instances and clones) an open journal says its deploy acts on: a repair
-    converges those, whatever the reader's own variables name. A journal from before several
-    instances per host names one port and its clone."""
+def recorded_instances(journal):
+    """The instances an open journal says its deploy acts on, each {port, clone_port, server,
+    clone} (a name not recorded is None): a repair converges those, whatever the reader's own
+    variables name. A journal from before several instances per host names one port and its
+    clone at its top level."""
     if not isinstance(journal, dict):
         return []
-    instances = journal.get("instances") or [journal]
-    ports = []
-    for instance in instances:
-        for key in ("port", "clone_port"):
-            try:
-                ports.append(int(instance[key]))
-            except (KeyError, TypeError, ValueError):
-                pass
-    return ports
+    found = []
+    for instance in journal.get("instances") or [journal]:
+        try:
+            found.append({"port": int(instance["port"]), "clone_port": int(instance["clone_port"]),
+                          "server": instance.get("server"), "clone": instance.get("clone")})
+        except (AttributeError, KeyError, TypeError, ValueError):
+            continue
+    return found
+
+
+def recorded_ports(journal):
+    """The ports of :func:`recorded_instances`, each instance's then its clone's."""
+    return [port for instance in recorded_instances(journal)
+            for port in (instance["port"], instance["clone_port"])]
 
 
 def read(params, show, proc="/proc"):

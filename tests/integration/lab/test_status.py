@@ -58,6 +58,12 @@ def adhoc(lab, host, module, args):
     return proc.stdout
 
 
+def adhoc_cleanup(lab, host, module, args):
+    """``adhoc`` in a test's cleanup: it runs whatever failed before, and asserts nothing."""
+    subprocess.run([os.path.join(BIN, "ansible"), "-i", lab.inventory, host, "-m", module, "-a", args],
+                   env=ansible_env(), cwd=REPO, capture_output=True, timeout=120, check=False)
+
+
 def lab_state(lab):
     """What these tests may touch: links, releases, bad marks, the instance and clone, servers."""
     return ({host: sh(lab, host, "cd %s && readlink current previous; ls -A releases; ls -A .hitless/bad 2>/dev/null; "
@@ -171,9 +177,7 @@ def test_what_an_interrupted_deploy_leaves_is_flagged_and_each_printed_fix_clear
                 % (ROOT, serving, copy, mark, APP, CLONE_PORT))
         for module, args in (("hitless.deploy.deploy_journal", "root=%s deploy_id=%s state=done" % (ROOT, DEPLOY_ID)),
                              ("hitless.deploy.haproxy_server", "backend=%s server=%s state=ready" % (APP, host))):
-            subprocess.run([os.path.join(BIN, "ansible"), "-i", lab.inventory, lb if "haproxy" in module else host,
-                            "-m", module, "-a", args], env=ansible_env(), cwd=REPO, capture_output=True, timeout=120,
-                           check=False)
+            adhoc_cleanup(lab, lb if "haproxy" in module else host, module, args)
     # The last closed journal (ours) is the only trace left.
     assert lab_state(lab) == before
 
@@ -199,9 +203,7 @@ def test_an_interrupted_deploy_is_shown_on_the_ports_its_journal_recorded(lab):
                               % (DEPLOY_ID, APP, row["journal"]["since"])], read.flags
     finally:
         lab.ssh(host, "systemctl stop %s@8089" % APP)
-        subprocess.run([os.path.join(BIN, "ansible"), "-i", lab.inventory, host, "-m", "hitless.deploy.deploy_journal",
-                        "-a", "root=%s deploy_id=%s state=done" % (ROOT, DEPLOY_ID)],
-                       env=ansible_env(), cwd=REPO, capture_output=True, timeout=120, check=False)
+        adhoc_cleanup(lab, host, "hitless.deploy.deploy_journal", "root=%s deploy_id=%s state=done" % (ROOT, DEPLOY_ID))
     assert lab_state(lab) == before
 
 
